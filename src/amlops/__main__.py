@@ -1,0 +1,3 @@
+from amlops.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""The Python API: what the CLI, the flow and the Azure DevOps tasks call. One implementation per step."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from amlops.errors import AmlopsError
+from amlops.gate import Gate, GateDecision, judge
+from amlops.workspace import Workspace
+from amlops.workspace.entities import Deployment, PublishedPipeline, Run
+
+DEFAULT_MODEL_OUTPUT = "model"
+
+
+def open_workspace(target: str = "local", *, local_path: str | Path | None = None,
+                   subscription_id: str | None = None, resource_group: str | None = None,
+                   workspace_name: str | None = None, credential=None) -> Workspace:
+    """The local workspace (a folder, default `.amlops/`) or an Azure ML workspace."""
+    if target == "local":
+        from amlops.workspace.local import LocalWorkspace
+
+        return LocalWorkspace(local_path)
+    if target == "azure":
+        try:
+            from amlops.workspace.azure import AzureWorkspace
+        except ImportError:
+            raise AmlopsError("the azure backend needs the Azure packages; install them with "
+                              "pip install 'amlops[azure]'") from None
+        return AzureWorkspace(subscription_id=subscription_id, resource_group=resource_group,
+                              workspace_name=workspace_name, credential=credential)
+    raise AmlopsError(f"unknown target '{target}'; use 'local' or 'azure'")
+
+
+def publish(ws: Workspace, pipeline_file: str | Path, *, name: str | None = None, version: str | None = None,
+            publish_endpoint: bool = False) -> PublishedPipeline:
+    if publish_endpoint and ws.kind == "local":
+        raise AmlopsError("publishEndpoint needs an Azure ML workspace; the local workspace has no endpoints")
+    return ws.publish_pipeline(Path(pipeline_file), name=name, version=version)
+
+
+def submit(ws: Workspace, pipeline_name: str, *, version: str | None = None,
+           overrides: dict[str, str] | None = None, experiment: str | None = None,
+           tags: dict[str, str] | None = None, timeout_s: float | None = None, reuse: bool = True,
+           on_progress: Callable[[str], None] | None = None,
+           on_event: Callable[[str, str, str], None] | None = None) -> Run:
+    """Run a published pipeline and wait until it ends; the returned Run says how it ended."""
+    pipeline = ws.get_pipeline(pipeline_name, version)
+    if on_event is None and on_progress is not None:
+        on_event = _progress_lines(on_progress)
+    return ws.submit_run(pipeline, overrides or {}, experiment, tags or {}, timeout_s, reuse, on_event)
+
+
+def _progress_lines(on_progress: Callable[[str], None]) -> Callable[[str, str, str], None]:
+    def on_event(kind: str, step: str, text: str) -> None:
+        prefix = f"[{step}] " if step else ""
+        on_progress(f"{prefix}{'status: ' if kind == 'status' else ''}{text}")
+    return on_event
+
+
+def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate = Gate(),
+                       model_output: str = DEFAULT_MODEL_OUTPUT,
+                       tags: dict[str, str] | None = None) -> GateDecision:
+    """The validation gate, then registration with the metrics and lineage as tags."""
+    if run.status != "Completed":
+        raise AmlopsError(f"run {run.id} ended {run.status}, so its model cannot be registered"
+                          + (f": {run.error.splitlines()[0]}" if run.error else ""))
+    latest = ws.latest_model(model_name)
+    verdict = judge(gate, run.metrics, latest)
+    if not verdict.better:
+        return GateDecision(False, None, gate.metric, verdict.candidate, verdict.baseline, verdict.message)
+    model_tags = {**{k: str(v) for k, v in run.metrics.items()}, **_lineage(run), **(tags or {})}
+    properties = {"gate": verdict.message, "metric": gate.metric}
+    model = ws.register_model(model_name, ws.run_output(run, model_output), model_tags, properties, run.id)
+    return GateDecision(True, model, gate.metric, verdict.candidate, verdict.baseline,
+                        f"registered {model.ref}: {verdict.message}")
+
+
+def _lineage(run: Run) -> dict[str, str]:
+    lineage = {"run_id": run.id, "pipeline": f"{run.pipeline_name}:{run.pipeline_version}",
+               "experiment": run.experiment}
+    lineage.update({k: str(v) for k, v in run.tags.items()})
+    return lineage
+
+
+def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deployment_name: str,
+           scoring_folder: str | Path, entry_script: str = "score.py", cpu_cores: float = 1.0,
+           memory_gb: float = 1.5, auth_enabled: bool = True, dns_name_label: str | None = None,
+           force: bool = False) -> Deployment:
+    """Serve a registered model version: the local inference server, or Azure Container Instances."""
+    model = ws.get_model(model_name, model_version)
+    if ws.kind == "local":
+        from amlops.deploy.local import deploy_local
+
+        return deploy_local(ws, model, deployment_name, Path(scoring_folder), entry_script)
+    from amlops.deploy.aci import deploy_aci
+
+    return deploy_aci(ws, model, deployment_name, Path(scoring_folder), entry_script, cpu_cores=cpu_cores,
+                      memory_gb=memory_gb, auth_enabled=auth_enabled, dns_name_label=dns_name_label, force=force)
+
+
+def smoke_test(scoring_uri: str, *, request_file: str | Path, key: str | None = None,
+               expected: list[float] | None = None, tolerance: float = 0.01, count: int = 20,
+               latency_budget_ms: float | None = None, readiness_timeout_s: float = 300):
+    from amlops.smoke import SmokeTest
+
+    return SmokeTest(scoring_uri, Path(request_file), key=key, expected=expected, tolerance=tolerance,
+                     count=count, latency_budget_ms=latency_budget_ms,
+                     readiness_timeout_s=readiness_timeout_s).run()

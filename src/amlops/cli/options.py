@@ -1,0 +1,57 @@
+"""Options shared by the commands, and how they open a workspace."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import click
+
+from amlops import api
+from amlops.workspace import Workspace
+
+
+def workspace_options(command: Callable) -> Callable:
+    """--backend, --workspace (local) and the Azure ML workspace identifiers; passes `ws` to the command."""
+    @click.option("--backend", type=click.Choice(["local", "azure"]), default="local", show_default=True,
+                  envvar="AMLOPS_BACKEND", help="Where to work: the embedded local workspace or Azure ML.")
+    @click.option("--workspace", "workspace_path", type=click.Path(file_okay=False), envvar="AMLOPS_WORKSPACE",
+                  help="Local workspace folder [default: .amlops, or $AMLOPS_WORKSPACE].")
+    @click.option("--subscription-id", envvar="AZURE_SUBSCRIPTION_ID", help="Azure subscription (azure backend).")
+    @click.option("--resource-group", envvar="AZURE_RESOURCE_GROUP", help="Resource group (azure backend).")
+    @click.option("--workspace-name", envvar="AZUREML_WORKSPACE_NAME", help="Azure ML workspace (azure backend).")
+    @functools.wraps(command)
+    def wrapper(backend: str, workspace_path: str | None, subscription_id: str | None,
+                resource_group: str | None, workspace_name: str | None, **kwargs):
+        ws = api.open_workspace(backend, local_path=workspace_path, subscription_id=subscription_id,
+                                resource_group=resource_group, workspace_name=workspace_name)
+        return command(ws=ws, **kwargs)
+    return wrapper
+
+
+def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, separator, value = pair.partition("=")
+        if not separator or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
+def model_reference(text: str) -> tuple[str, int | None]:
+    """`name` or `name:version`."""
+    name, _, version = text.partition(":")
+    if version and not version.isdigit():
+        raise click.BadParameter(f"{text!r}: expected NAME or NAME:VERSION with a numeric version",
+                                 param_hint="MODEL")
+    return name, int(version) if version else None
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in [headers, *rows]]
+    return "\n".join(lines)
+
+
+__all__ = ["workspace_options", "parse_tags", "model_reference", "table", "Workspace"]

@@ -1,0 +1,174 @@
+"""publish, submit, runs, models, datastore: the workspace commands."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from amlops import api
+from amlops.cli.options import model_reference, parse_tags, table, workspace_options
+from amlops.cli.progress import ProgressPrinter
+from amlops.pipeline.loader import parse_overrides
+
+
+@click.command()
+@click.argument("pipeline_file", type=click.Path(dir_okay=False), default="training/pipeline.yml")
+@click.option("--name", help="Name to publish under [default: from the YAML's display_name].")
+@click.option("--version", help="Version, e.g. a build id [default: the next number].")
+@workspace_options
+def publish(ws, pipeline_file: str, name: str | None, version: str | None) -> None:
+    """Validate PIPELINE_FILE (an Azure ML v2 pipeline job YAML) and snapshot it, with its components,
+    code and local inputs, as a named, versioned pipeline that `amlops submit` runs."""
+    published = api.publish(ws, pipeline_file, name=name, version=version)
+    click.echo(f"published {published.name} version {published.version} ({published.id})")
+
+
+@click.command()
+@click.argument("pipeline")
+@click.option("--version", help="Pipeline version [default: the latest].")
+@click.option("--set", "assignments", multiple=True, metavar="inputs.NAME=VALUE",
+              help="Override a pipeline input, e.g. --set inputs.learning_rate=0.05 (repeatable).")
+@click.option("--experiment", help="Experiment name [default: the YAML's experiment_name].")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable).")
+@click.option("--timeout", type=float, help="Cancel the run after this many seconds.")
+@click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
+@workspace_options
+def submit(ws, pipeline: str, version: str | None, assignments: tuple[str, ...], experiment: str | None,
+           tags: tuple[str, ...], timeout: float | None, no_reuse: bool) -> None:
+    """Run the published PIPELINE and wait for it, streaming each step's output."""
+    printer = ProgressPrinter()
+    run = api.submit(ws, pipeline, version=version, overrides=parse_overrides(assignments),
+                     experiment=experiment, tags=parse_tags(tags), timeout_s=timeout, reuse=not no_reuse,
+                     on_event=printer.on_event)
+    printer.close()
+    click.echo(describe_run(run))
+    if run.status != "Completed":
+        sys.exit(130 if run.status == "Canceled" else 1)
+
+
+@click.group()
+def runs() -> None:
+    """List and inspect pipeline runs."""
+
+
+@runs.command("list")
+@click.option("--limit", type=int, default=20, show_default=True)
+@workspace_options
+def runs_list(ws, limit: int) -> None:
+    """The most recent runs, newest first."""
+    rows = [[r.id, f"{r.pipeline_name}:{r.pipeline_version}", r.status, r.created_at, _metrics_text(r.metrics)]
+            for r in ws.list_runs(limit)]
+    click.echo(table(rows, ["RUN", "PIPELINE", "STATUS", "CREATED", "METRICS"]) if rows else "no runs yet")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@workspace_options
+def runs_show(ws, run_id: str) -> None:
+    """A run's steps with their status, its parameters, outputs and metrics."""
+    click.echo(describe_run(ws.get_run(run_id), verbose=True))
+
+
+def describe_run(run, verbose: bool = False) -> str:
+    lines = [f"run {run.id}: {run.status}  (pipeline {run.pipeline_name}:{run.pipeline_version}, "
+             f"experiment {run.experiment})"]
+    lines += [f"  step {s.name:<16} {s.status:<10}" + (f" reused from {s.reused_from}" if s.reused_from else "")
+              for s in run.steps]
+    if run.metrics:
+        lines.append("  metrics: " + _metrics_text(run.metrics))
+    if verbose:
+        lines += [f"  input  {k} = {v}" for k, v in run.parameters.items()]
+        lines += [f"  output {k} = {v}" for k, v in run.outputs.items()]
+        lines += [f"  tag    {k} = {v}" for k, v in run.tags.items()]
+        lines += [f"  log    {s.name}: {s.log_path}" for s in run.steps if s.log_path]
+    if run.error:
+        lines.append(f"  error: {run.error}")
+    return "\n".join(lines)
+
+
+def _metrics_text(metrics: dict) -> str:
+    return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
+@click.group()
+def models() -> None:
+    """Register and inspect model versions."""
+
+
+@models.command("register")
+@click.argument("name")
+@click.option("--path", "source", type=click.Path(exists=True, path_type=Path), help="Model file or folder.")
+@click.option("--run", "run_id", help="Register the model output of this run instead of --path.")
+@click.option("--output", default="model", show_default=True, help="The run output holding the model.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
+@workspace_options
+def models_register(ws, name: str, source: Path | None, run_id: str | None, output: str,
+                    tags: tuple[str, ...]) -> None:
+    """Register a new version of model NAME from a file/folder or a run's output (no gate)."""
+    if bool(source) == bool(run_id):
+        raise click.UsageError("give exactly one of --path or --run")
+    run = ws.get_run(run_id) if run_id else None
+    files = ws.run_output(run, output) if run else source
+    all_tags = {**({k: str(v) for k, v in run.metrics.items()} if run else {}), **parse_tags(tags)}
+    model = ws.register_model(name, files, all_tags, {}, run.id if run else None)
+    click.echo(f"registered {model.ref}")
+
+
+@models.command("list")
+@click.argument("name", required=False)
+@workspace_options
+def models_list(ws, name: str | None) -> None:
+    """Registered model versions (of NAME, or all)."""
+    rows = [[m.name, str(m.version), m.created_at, m.run_id or "", _metrics_text(_numeric_tags(m.tags))]
+            for m in ws.list_models(name)]
+    click.echo(table(rows, ["MODEL", "VERSION", "CREATED", "RUN", "METRICS"]) if rows else "no models yet")
+
+
+@models.command("show")
+@click.argument("model")
+@workspace_options
+def models_show(ws, model: str) -> None:
+    """One model version (MODEL is NAME or NAME:VERSION; default the latest)."""
+    found = ws.get_model(*model_reference(model))
+    click.echo(json.dumps({"name": found.name, "version": found.version, "path": str(found.path),
+                           "run_id": found.run_id, "created_at": found.created_at, "tags": found.tags,
+                           "properties": found.properties}, indent=2))
+
+
+def _numeric_tags(tags: dict) -> dict:
+    numeric = {}
+    for key, value in tags.items():
+        try:
+            numeric[key] = float(value)
+        except ValueError:
+            pass
+    return numeric
+
+
+@click.group()
+def datastore() -> None:
+    """Datastores: where training data lives (azureml://datastores/<name>/paths/<path>)."""
+
+
+@datastore.command("upload")
+@click.option("--file", "file", required=True, type=click.Path(path_type=Path), help="The file to upload.")
+@click.option("--datastore", "datastore_name", default="training_data", show_default=True,
+              help="Datastore name (the pipeline variable DATASTORE_NAME).")
+@click.option("--path", "target_path", help="Path inside the datastore (DATAFILE_NAME) [default: file name].")
+@click.option("--container", default="trainingdata", show_default=True, help="Blob container (azure backend).")
+@click.option("--storage-account", help="Storage account (azure backend).")
+@workspace_options
+def datastore_upload(ws, file: Path, datastore_name: str, target_path: str | None, container: str,
+                     storage_account: str | None) -> None:
+    """Upload a training data file and print the URI the pipeline's training_data input takes."""
+    if ws.kind == "local":
+        uri = ws.upload_to_datastore(datastore_name, file, target_path)
+    else:
+        uri = ws.upload_to_datastore(datastore_name, file, target_path, container=container,
+                                     storage_account=storage_account)
+    click.echo(uri)
+
+
+COMMANDS = [publish, submit, runs, models, datastore]

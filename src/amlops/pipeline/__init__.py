@@ -1,0 +1,1 @@
+"""Azure ML v2 pipeline YAML: loading, validation and the local executor."""

@@ -1,0 +1,283 @@
+"""The local executor: runs a pipeline's steps as subprocesses, in topological order, in the snapshot.
+
+Each step runs its component command in the component's code folder with the current Python first on
+PATH; its output streams to the console (through on_event) and to the step's std_log.txt. A step whose
+component, code and inputs are unchanged since an earlier successful run is reused, as Azure ML does.
+Ctrl-C, SIGTERM and the timeout terminate the running step's whole process group and end the run
+Canceled; nothing is left Running.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from amlops.pipeline.model import COMMAND_REFERENCE, OPTIONAL_GROUP, Pipeline, Step
+from amlops.workspace.local_db import dumps, loads
+from amlops.workspace.snapshot import content_hash
+
+METRICS_FILE = "metrics.json"
+LOG_FILE = "std_log.txt"
+TAIL_LINES = 15
+
+EventCallback = Callable[[str, str, str], None]
+
+
+class _Canceled(Exception):
+    pass
+
+
+class Executor:
+    def __init__(self, workspace, pipeline: Pipeline, run_id: str, on_event: EventCallback | None = None,
+                 reuse: bool = True, timeout_s: float | None = None):
+        self.workspace = workspace
+        self.pipeline = pipeline
+        self.run_id = run_id
+        self.on_event = on_event or (lambda kind, step, text: None)
+        self.reuse = reuse
+        self.deadline = time.monotonic() + timeout_s if timeout_s else None
+        self.timeout_s = timeout_s
+        self.cancel_reason: str | None = None
+        self.process: subprocess.Popen | None = None
+        self.step_outputs: dict[str, dict[str, str]] = {}
+        self.step_status: dict[str, str] = {}
+
+    def execute(self) -> str:
+        """Run every step; return the run's final status."""
+        self.workspace.set_run_status(self.run_id, "Running")
+        self.on_event("status", "", "Running")
+        with _cancel_on_signals(self.cancel):
+            failure = self._run_steps()
+        return self._finish(failure)
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = self.cancel_reason or reason
+        _terminate(self.process)
+
+    def _run_steps(self) -> str | None:
+        failure = None
+        for name in self.pipeline.order:
+            step = self.pipeline.steps[name]
+            blocked = [u for u in step.upstream() if self.step_status.get(u) != "Completed"]
+            if self.cancel_reason or blocked or (failure and not self.pipeline.continue_on_step_failure):
+                self._set_step(name, "Canceled")
+                continue
+            try:
+                error = self._run_step(step)
+            except _Canceled:
+                self._set_step(name, "Canceled")
+                continue
+            failure = failure or error
+        return failure
+
+    def _finish(self, failure: str | None) -> str:
+        if self.cancel_reason:
+            status, error = "Canceled", self.cancel_reason
+        elif failure:
+            status, error = "Failed", failure
+        else:
+            status, error = "Completed", None
+        outputs = self._pipeline_outputs()
+        metrics = _read_metrics(outputs.get("metrics")) if status == "Completed" else {}
+        self.workspace.set_run_status(self.run_id, status, error=error, outputs=outputs, metrics=metrics)
+        self.on_event("status", "", status)
+        return status
+
+    def _run_step(self, step: Step) -> str | None:
+        inputs = self._resolve_inputs(step)
+        key = self._cache_key(step, inputs)
+        cached = self.workspace.cached_step(key) if self.reuse and step.component.is_deterministic else None
+        if cached is not None and all(Path(p).exists() for p in loads(cached["outputs"]).values()):
+            self.step_outputs[step.name] = loads(cached["outputs"])
+            self._set_step(step.name, "Completed", reused_from=cached["run_id"])
+            self.on_event("info", step.name, f"reused the outputs of run {cached['run_id']}")
+            return None
+        step_dir = self.workspace.run_dir(self.run_id) / "steps" / step.name
+        outputs = {name: str(step_dir / "outputs" / name) for name in step.component.outputs}
+        for folder in outputs.values():
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        self.step_outputs[step.name] = outputs
+        log_path = step_dir / LOG_FILE
+        self._set_step(step.name, "Running", log_path=log_path)
+        exit_code = self._run_command(step, render_command(step.component.command, inputs, outputs), log_path)
+        if self.cancel_reason:
+            raise _Canceled()
+        if exit_code != 0:
+            self._set_step(step.name, "Failed")
+            return (f"step '{step.name}' failed with exit code {exit_code}; its log is {log_path}:\n"
+                    + _tail(log_path))
+        self._set_step(step.name, "Completed")
+        self.workspace.remember_step(key, self.run_id, step.name, outputs)
+        return None
+
+    def _set_step(self, name: str, status: str, log_path: Path | None = None,
+                  reused_from: str | None = None) -> None:
+        self.step_status[name] = status
+        self.workspace.set_step_status(self.run_id, name, status, log_path=log_path, reused_from=reused_from)
+        self.on_event("status", name, status)
+
+    def _resolve_inputs(self, step: Step) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, spec in step.component.inputs.items():
+            binding = step.inputs.get(name)
+            if binding is None:
+                values[name] = spec.default
+            elif binding.parent_input is not None:
+                value = self.pipeline.inputs[binding.parent_input].value
+                values[name] = str(self.workspace.resolve_uri(value)) if spec.is_asset else value
+            elif binding.job is not None:
+                values[name] = self.step_outputs[binding.job][binding.job_output]
+            else:
+                literal = binding.literal
+                values[name] = str(self.workspace.resolve_uri(str(literal))) if spec.is_asset else literal
+        return values
+
+    def _cache_key(self, step: Step, inputs: dict[str, Any]) -> str:
+        component = step.component
+        parts = [component.name, component.version, component.command, sorted(component.outputs)]
+        parts.append(content_hash([component.code], relative_to=component.code) if component.code else "")
+        for name in sorted(inputs):
+            value = inputs[name]
+            if component.inputs[name].is_asset and value is not None and Path(str(value)).exists():
+                parts.append([name, content_hash([Path(str(value))], relative_to=Path(str(value)).parent)])
+            else:
+                parts.append([name, value])
+        return hashlib.sha256(dumps(parts).encode()).hexdigest()
+
+    def _run_command(self, step: Step, command: str, log_path: Path) -> int:
+        cwd = step.component.code or step.component.path.parent
+        self.on_event("info", step.name, f"$ {command}")
+        with open(log_path, "w", encoding="utf-8") as log:
+            self.process = subprocess.Popen(
+                _shell(command), cwd=cwd, env=_step_environment(self.run_id, step.name),
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=None if os.name == "nt" else _die_with_parent,
+                text=True, encoding="utf-8", errors="replace", bufsize=1)
+            reader = threading.Thread(target=self._pump, args=(step.name, self.process, log), daemon=True)
+            reader.start()
+            exit_code = self._wait(self.process)
+            reader.join(timeout=5)
+            self.process = None
+        return exit_code
+
+    def _pump(self, step: str, process: subprocess.Popen, log) -> None:
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            self.on_event("log", step, line.rstrip("\n"))
+
+    def _wait(self, process: subprocess.Popen) -> int:
+        while True:
+            try:
+                return process.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if self.cancel_reason:  # canceled between the status change and the start of the step
+                    _terminate(process)
+                elif self.deadline is not None and time.monotonic() > self.deadline:
+                    self.cancel(f"timed out after {self.timeout_s:g} s; raise the timeout or speed up the steps")
+
+    def _pipeline_outputs(self) -> dict[str, str]:
+        outputs: dict[str, str] = {}
+        for name, step in self.pipeline.steps.items():
+            for output, binding in step.outputs.items():
+                produced = self.step_outputs.get(name, {}).get(output)
+                if binding.parent_output and produced:
+                    outputs[binding.parent_output] = produced
+        return outputs
+
+
+def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]) -> str:
+    """Substitute ${{inputs.x}} / ${{outputs.y}}; drop each $[[...]] group whose inputs are unset."""
+    def keep_group(match) -> str:
+        names = [name for kind, name in COMMAND_REFERENCE.findall(match.group(1)) if kind == "inputs"]
+        return match.group(1) if all(inputs.get(n) is not None for n in names) else ""
+
+    def substitute(match) -> str:
+        kind, name = match.group(1), match.group(2)
+        value = inputs.get(name) if kind == "inputs" else outputs.get(name)
+        return shlex.quote(str(value))
+
+    return COMMAND_REFERENCE.sub(substitute, OPTIONAL_GROUP.sub(keep_group, command)).strip()
+
+
+def _shell(command: str) -> list[str] | str:
+    """Azure ML runs a component's command in a shell; do the same."""
+    return command if os.name == "nt" else ["/bin/sh", "-c", command]
+
+
+def _step_environment(run_id: str, step: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env["AZUREML_RUN_ID"] = f"{run_id}_{step}"
+    return env
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel send SIGTERM to the step if the executor itself is killed (SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _terminate(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    try:
+        if os.name == "nt":
+            process.terminate()
+        else:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _cancel_on_signals:
+    """While executing, turn Ctrl-C and SIGTERM into a clean cancel (main thread only)."""
+
+    def __init__(self, cancel: Callable[[str], None]):
+        self.cancel = cancel
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum, reason in ((signal.SIGINT, "canceled with Ctrl-C"), (signal.SIGTERM, "canceled (SIGTERM)")):
+            self.previous[signum] = signal.signal(signum, lambda *_, r=reason: self.cancel(r))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def _read_metrics(folder: str | None) -> dict:
+    if not folder:
+        return {}
+    path = Path(folder) / METRICS_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])

@@ -1,0 +1,45 @@
+"""The Workspace port: what the flow needs from an Azure ML workspace, local or on Azure."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run
+
+ProgressCallback = Callable[[str, str, str], None]
+"""on_event(kind, step, text): kind is 'status' (text = new status), 'log' (a line of output) or 'info'."""
+
+
+class Workspace(Protocol):
+    kind: str
+
+    def publish_pipeline(self, pipeline_file: Path, name: str | None = None,
+                         version: str | None = None) -> PublishedPipeline: ...
+
+    def get_pipeline(self, name: str, version: str | None = None) -> PublishedPipeline: ...
+
+    def list_pipelines(self) -> list[PublishedPipeline]: ...
+
+    def submit_run(self, pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
+                   tags: dict[str, str], timeout_s: float | None, reuse: bool,
+                   on_event: ProgressCallback | None) -> Run: ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def list_runs(self, limit: int = 20) -> list[Run]: ...
+
+    def run_output(self, run: Run, output: str) -> Path: ...
+
+    def register_model(self, name: str, source: Path, tags: dict[str, str], properties: dict[str, str],
+                       run_id: str | None) -> ModelVersion: ...
+
+    def get_model(self, name: str, version: int | None = None) -> ModelVersion: ...
+
+    def latest_model(self, name: str) -> ModelVersion | None: ...
+
+    def list_models(self, name: str | None = None) -> list[ModelVersion]: ...
+
+    def upload_to_datastore(self, datastore: str, file: Path, path: str | None) -> str: ...
+
+
+__all__ = ["Workspace", "ProgressCallback", "PublishedPipeline", "Run", "ModelVersion", "Deployment"]

@@ -1,0 +1,353 @@
+"""The embedded local workspace: a folder with a SQLite database and plain folders.
+
+Layout under the root (default `.amlops/`):
+  workspace.db                     metadata (pipelines, runs, steps, models, deployments)
+  snapshots/<pipeline>/<version>/  immutable copies of the published YAML, components, code, inputs
+  runs/<run id>/steps/<step>/      per-step std_log.txt and outputs/<name>/
+  datastores/<datastore>/<path>    what `amlops datastore upload` put there
+  models/<name>/<version>/         registered model files
+  deployments/<name>/              deployment logs
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+
+from amlops.errors import AmlopsError, NotFoundError
+from amlops.pipeline.loader import datastore_reference, load_pipeline
+from amlops.workspace import local_db
+from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
+from amlops.workspace.local_db import dumps, loads, now, write_transaction
+from amlops.workspace.snapshot import content_hash, copy_snapshot, snapshot_root
+
+DEFAULT_ROOT = ".amlops"
+
+
+def default_root() -> Path:
+    return Path(os.environ.get("AMLOPS_WORKSPACE") or DEFAULT_ROOT)
+
+
+class LocalWorkspace:
+    kind = "local"
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root else default_root()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.db = local_db.connect(self.root / "workspace.db")
+        except (OSError, sqlite3.Error) as error:
+            raise AmlopsError(f"cannot open the local workspace at {self.root}: {error}; "
+                              "pass --workspace with a writable folder") from None
+        self._fail_orphaned_runs()
+
+    def __repr__(self) -> str:
+        return f"LocalWorkspace({str(self.root)!r})"
+
+    # pipelines
+
+    def publish_pipeline(self, pipeline_file: Path, name: str | None = None,
+                         version: str | None = None) -> PublishedPipeline:
+        pipeline = load_pipeline(pipeline_file)
+        name = name or pipeline.name
+        root = snapshot_root(pipeline.files)
+        digest = content_hash(list(pipeline.files), relative_to=root)
+        with write_transaction(self.db):
+            existing = self._find_pipeline(name, version) if version else None
+            if existing is not None:
+                return self._same_content_or_fail(existing, digest, name, version)
+            version = version or self._next_pipeline_version(name)
+            destination = self.root / "snapshots" / name / version
+            shutil.rmtree(destination, ignore_errors=True)
+            copy_snapshot(pipeline.files, destination)
+            snapshot = destination / pipeline.path.relative_to(root)
+            self.db.execute(
+                "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, version, f"{name}:{version}", str(pipeline.path), str(snapshot), digest, now()))
+        return self.get_pipeline(name, version)
+
+    def _same_content_or_fail(self, existing: sqlite3.Row, digest: str, name: str,
+                              version: str) -> PublishedPipeline:
+        if existing["content_hash"] != digest:
+            raise AmlopsError(f"pipeline {name} version {version} is already published with different "
+                              "content; publish under a new --version")
+        return _pipeline(existing)
+
+    def _next_pipeline_version(self, name: str) -> str:
+        versions = [row[0] for row in self.db.execute("SELECT version FROM pipelines WHERE name = ?", (name,))]
+        numbers = [int(v) for v in versions if v.isdigit()]
+        return str(max(numbers, default=0) + 1)
+
+    def _find_pipeline(self, name: str, version: str | None) -> sqlite3.Row | None:
+        if version:
+            return self.db.execute("SELECT * FROM pipelines WHERE name = ? AND version = ?",
+                                   (name, version)).fetchone()
+        return self.db.execute("SELECT * FROM pipelines WHERE name = ? ORDER BY created_at DESC, rowid DESC",
+                               (name,)).fetchone()
+
+    def get_pipeline(self, name: str, version: str | None = None) -> PublishedPipeline:
+        row = self._find_pipeline(name, version)
+        if row is None:
+            known = ", ".join(p.name for p in self.list_pipelines()) or "none yet"
+            what = f"pipeline {name}" + (f" version {version}" if version else "")
+            raise NotFoundError(f"{what} is not published in {self.root} (published: {known}); "
+                                "run `amlops publish <pipeline.yml>` first")
+        return _pipeline(row)
+
+    def list_pipelines(self) -> list[PublishedPipeline]:
+        rows = self.db.execute("SELECT * FROM pipelines ORDER BY name, created_at, rowid")
+        return [_pipeline(row) for row in rows]
+
+    # runs
+
+    def submit_run(self, pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
+                   tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None) -> Run:
+        from amlops.pipeline.executor import Executor
+
+        loaded = load_pipeline(pipeline.snapshot, overrides)
+        run_id = self.create_run(pipeline, loaded.order, experiment or loaded.experiment_name,
+                                 {name: spec.value for name, spec in loaded.inputs.items()}, tags)
+        Executor(self, loaded, run_id, on_event=on_event, reuse=reuse, timeout_s=timeout_s).execute()
+        return self.get_run(run_id)
+
+    def create_run(self, pipeline: PublishedPipeline, steps: tuple[str, ...], experiment: str,
+                   parameters: dict, tags: dict[str, str]) -> str:
+        run_id = f"run-{now().replace(':', '').replace('-', '')[:15]}-{uuid.uuid4().hex[:6]}"
+        with write_transaction(self.db):
+            self.db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, 'NotStarted', ?, NULL, ?, ?, '{}', '{}', NULL, ?)",
+                (run_id, pipeline.name, pipeline.version, experiment, now(), dumps(parameters), dumps(tags),
+                 os.getpid()))
+            for position, step in enumerate(steps):
+                self.db.execute("INSERT INTO steps VALUES (?, ?, ?, 'NotStarted', NULL, NULL, NULL, NULL)",
+                                (run_id, step, position))
+        return run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def set_run_status(self, run_id: str, status: str, error: str | None = None,
+                       outputs: dict | None = None, metrics: dict | None = None) -> None:
+        ended = now() if status in ("Completed", "Failed", "Canceled") else None
+        with write_transaction(self.db):
+            self.db.execute(
+                "UPDATE runs SET status = ?, ended_at = COALESCE(?, ended_at), error = COALESCE(?, error), "
+                "outputs = COALESCE(?, outputs), metrics = COALESCE(?, metrics) WHERE id = ?",
+                (status, ended, error, dumps(outputs) if outputs is not None else None,
+                 dumps(metrics) if metrics is not None else None, run_id))
+
+    def set_step_status(self, run_id: str, step: str, status: str, log_path: Path | None = None,
+                        reused_from: str | None = None) -> None:
+        started = now() if status == "Running" else None
+        ended = now() if status in ("Completed", "Failed", "Canceled") else None
+        with write_transaction(self.db):
+            self.db.execute(
+                "UPDATE steps SET status = ?, started_at = COALESCE(?, started_at), "
+                "ended_at = COALESCE(?, ended_at), log_path = COALESCE(?, log_path), "
+                "reused_from = COALESCE(?, reused_from) WHERE run_id = ? AND name = ?",
+                (status, started, ended, str(log_path) if log_path else None, reused_from, run_id, step))
+
+    def get_run(self, run_id: str) -> Run:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id} not found in {self.root}; `amlops runs list` shows the runs")
+        steps = self.db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
+        return _run(row, tuple(_step(s) for s in steps))
+
+    def list_runs(self, limit: int = 20) -> list[Run]:
+        rows = self.db.execute("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
+        return [self.get_run(row["id"]) for row in rows.fetchall()]
+
+    def run_output(self, run: Run, output: str) -> Path:
+        if output not in run.outputs:
+            known = ", ".join(run.outputs) or "none"
+            raise NotFoundError(f"run {run.id} has no output '{output}' (outputs: {known}); "
+                                "check the output name in the pipeline's 'outputs'")
+        return Path(run.outputs[output])
+
+    def _fail_orphaned_runs(self) -> None:
+        """A run whose executing process is gone (killed, machine rebooted) must not stay Running."""
+        rows = self.db.execute("SELECT id, owner_pid FROM runs WHERE status IN ('NotStarted', 'Running')")
+        for row in rows.fetchall():
+            if not _process_alive(row["owner_pid"]):
+                message = f"the process running it (pid {row['owner_pid']}) ended before the run finished"
+                with write_transaction(self.db):
+                    self.db.execute("UPDATE steps SET status = 'Canceled', ended_at = ? WHERE run_id = ? "
+                                    "AND status IN ('NotStarted', 'Running')", (now(), row["id"]))
+                    self.db.execute("UPDATE runs SET status = 'Failed', ended_at = ?, error = ? WHERE id = ?",
+                                    (now(), message, row["id"]))
+
+    # step reuse
+
+    def cached_step(self, key: str) -> sqlite3.Row | None:
+        return self.db.execute("SELECT * FROM step_cache WHERE key = ?", (key,)).fetchone()
+
+    def remember_step(self, key: str, run_id: str, step: str, outputs: dict[str, str]) -> None:
+        with write_transaction(self.db):
+            self.db.execute("INSERT OR REPLACE INTO step_cache VALUES (?, ?, ?, ?)",
+                            (key, run_id, step, dumps(outputs)))
+
+    # datastores
+
+    def upload_to_datastore(self, datastore: str, file: Path, path: str | None = None) -> str:
+        if not file.is_file():
+            raise AmlopsError(f"--file {file}: no such file; give the training data file to upload")
+        relative = path or file.name
+        target = self.root / "datastores" / datastore / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        shutil.copy2(file, temporary)
+        os.replace(temporary, target)
+        return f"azureml://datastores/{datastore}/paths/{relative}"
+
+    def resolve_uri(self, value: str) -> Path:
+        reference = datastore_reference(value)
+        if reference is None:
+            if "://" in value or value.startswith("azureml:"):
+                raise AmlopsError(f"input {value} cannot be read by the local workspace; use a local path or "
+                                  "azureml://datastores/<name>/paths/<path>")
+            return Path(value)
+        datastore, relative = reference
+        target = self.root / "datastores" / datastore / relative
+        if not target.exists():
+            raise AmlopsError(f"{value} not found in the local workspace ({target} is missing); upload it with "
+                              f"`amlops datastore upload --datastore {datastore} --file <file> --path {relative}`")
+        return target
+
+    # models
+
+    def register_model(self, name: str, source: Path, tags: dict[str, str], properties: dict[str, str],
+                       run_id: str | None = None) -> ModelVersion:
+        """Copy the files aside first, then claim the version and move them in one locked transaction,
+        so a crash leaves either a complete version or nothing (a stray temporary folder at most)."""
+        if not source.exists():
+            raise AmlopsError(f"model files {source} not found; give a file or folder that exists")
+        models = self.root / "models" / name
+        staging = models / f".staging-{uuid.uuid4().hex}"
+        _copy_any(source, staging)
+        try:
+            with write_transaction(self.db):
+                version = self._next_model_version(name)
+                final = models / str(version)
+                shutil.rmtree(final, ignore_errors=True)  # a folder no row points at: left by a crash
+                os.replace(staging, final)
+                self.db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (name, version, str(final), dumps(tags), dumps(properties), run_id, now()))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.get_model(name, version)
+
+    def _next_model_version(self, name: str) -> int:
+        row = self.db.execute("SELECT MAX(version) FROM models WHERE name = ?", (name,)).fetchone()
+        return (row[0] or 0) + 1
+
+    def get_model(self, name: str, version: int | None = None) -> ModelVersion:
+        if version is None:
+            row = self.db.execute("SELECT * FROM models WHERE name = ? ORDER BY version DESC", (name,)).fetchone()
+        else:
+            row = self.db.execute("SELECT * FROM models WHERE name = ? AND version = ?",
+                                  (name, int(version))).fetchone()
+        if row is None:
+            what = f"model {name}" + (f" version {version}" if version is not None else "")
+            raise NotFoundError(f"{what} is not registered in {self.root}; `amlops models list` shows "
+                                "the registered models")
+        return _model(row)
+
+    def latest_model(self, name: str) -> ModelVersion | None:
+        try:
+            return self.get_model(name)
+        except NotFoundError:
+            return None
+
+    def list_models(self, name: str | None = None) -> list[ModelVersion]:
+        if name:
+            rows = self.db.execute("SELECT * FROM models WHERE name = ? ORDER BY version", (name,))
+        else:
+            rows = self.db.execute("SELECT * FROM models ORDER BY name, version")
+        return [_model(row) for row in rows]
+
+    # deployments
+
+    def save_deployment(self, deployment: Deployment) -> None:
+        with write_transaction(self.db):
+            self.db.execute(
+                "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (deployment.name, deployment.model_name, deployment.model_version, deployment.scoring_uri,
+                 deployment.status, deployment.created_at, deployment.pid,
+                 str(deployment.log_path) if deployment.log_path else None, deployment.error))
+
+    def get_deployment(self, name: str) -> Deployment:
+        row = self.db.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"deployment {name} not found in {self.root}; `amlops deployments list` "
+                                "shows the deployments")
+        return _deployment(row)
+
+    def list_deployments(self) -> list[Deployment]:
+        return [_deployment(row) for row in self.db.execute("SELECT * FROM deployments ORDER BY name")]
+
+    def remove_deployment(self, name: str) -> None:
+        with write_transaction(self.db):
+            self.db.execute("DELETE FROM deployments WHERE name = ?", (name,))
+
+
+def _copy_any(source: Path, destination: Path) -> None:
+    if source.is_dir():
+        shutil.copytree(source, destination)
+    else:
+        destination.mkdir(parents=True)
+        shutil.copy2(source, destination / source.name)
+
+
+def _process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return _not_zombie(pid)
+
+
+def _not_zombie(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/stat")
+    try:
+        return status.read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _pipeline(row: sqlite3.Row) -> PublishedPipeline:
+    return PublishedPipeline(name=row["name"], version=row["version"], id=row["id"], source=row["source"],
+                             created_at=row["created_at"], snapshot=Path(row["snapshot"]))
+
+
+def _step(row: sqlite3.Row) -> StepRun:
+    return StepRun(name=row["name"], status=row["status"], started_at=row["started_at"],
+                   ended_at=row["ended_at"], reused_from=row["reused_from"],
+                   log_path=Path(row["log_path"]) if row["log_path"] else None)
+
+
+def _run(row: sqlite3.Row, steps: tuple[StepRun, ...]) -> Run:
+    return Run(id=row["id"], pipeline_name=row["pipeline_name"], pipeline_version=row["pipeline_version"],
+               experiment=row["experiment"], status=row["status"], created_at=row["created_at"],
+               ended_at=row["ended_at"], parameters=loads(row["parameters"]), tags=loads(row["tags"]),
+               steps=steps, outputs=loads(row["outputs"]), metrics=loads(row["metrics"]), error=row["error"])
+
+
+def _model(row: sqlite3.Row) -> ModelVersion:
+    return ModelVersion(name=row["name"], version=row["version"], path=Path(row["path"]), tags=loads(row["tags"]),
+                        properties=loads(row["properties"]), run_id=row["run_id"], created_at=row["created_at"])
+
+
+def _deployment(row: sqlite3.Row) -> Deployment:
+    return Deployment(name=row["name"], model_name=row["model_name"], model_version=row["model_version"],
+                      scoring_uri=row["scoring_uri"], status=row["status"], created_at=row["created_at"],
+                      pid=row["pid"], log_path=Path(row["log_path"]) if row["log_path"] else None,
+                      error=row["error"])

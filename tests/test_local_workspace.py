@@ -1,0 +1,183 @@
+"""The local workspace: publish snapshots, runs, step reuse, datastores, atomic model registration."""
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from amlops import api
+from amlops.errors import AmlopsError, NotFoundError
+from amlops.workspace.local import LocalWorkspace
+from conftest import edit
+
+
+def publish_and_run(ws, project: Path, **kwargs):
+    published = api.publish(ws, project / "pipeline.yml")
+    return api.submit(ws, published.name, **kwargs)
+
+
+def test_publish_snapshots_and_versions(workspace, mini_project: Path):
+    first = api.publish(workspace, mini_project / "pipeline.yml")
+    second = api.publish(workspace, mini_project / "pipeline.yml")
+    assert (first.version, second.version) == ("1", "2")
+    assert (first.snapshot.parent / "code" / "make.py").is_file()
+    assert (first.snapshot.parent / "data" / "numbers.csv").is_file()
+    edit(mini_project / "code/make.py", "total * args.scale", "total * args.scale * 1000")
+    run = api.submit(workspace, "mini-pipeline", version="1")
+    assert run.metrics == {"auc": 0.7}, "the run must use the snapshot, not the edited source"
+
+
+def test_publish_with_a_given_version_is_idempotent_but_immutable(workspace, mini_project: Path):
+    api.publish(workspace, mini_project / "pipeline.yml", version="20261129.1")
+    again = api.publish(workspace, mini_project / "pipeline.yml", version="20261129.1")
+    assert again.version == "20261129.1"
+    edit(mini_project / "code/score.py", "value / 100", "value / 10")
+    with pytest.raises(AmlopsError, match="already published with different content"):
+        api.publish(workspace, mini_project / "pipeline.yml", version="20261129.1")
+
+
+def test_a_run_records_steps_logs_outputs_and_metrics(workspace, mini_project: Path):
+    lines = []
+    run = publish_and_run(workspace, mini_project, tags={"build_id": "42"}, on_progress=lines.append)
+    assert run.status == "Completed" and run.error is None
+    assert [(s.name, s.status) for s in run.steps] == [("make", "Completed"), ("score", "Completed")]
+    assert run.metrics == {"auc": 0.7}
+    assert run.tags == {"build_id": "42"}
+    assert (Path(run.outputs["model"]) / "model.txt").read_text() == "70.0"
+    assert "training on" in run.steps[0].log_path.read_text()
+    assert any(line.startswith("[make] training on") for line in lines)
+    assert workspace.list_runs()[0].id == run.id
+
+
+def test_an_unchanged_rerun_reuses_every_step(workspace, mini_project: Path):
+    first = publish_and_run(workspace, mini_project)
+    second = api.submit(workspace, "mini-pipeline")
+    assert [s.reused_from for s in second.steps] == [first.id, first.id]
+    assert second.metrics == first.metrics
+    forced = api.submit(workspace, "mini-pipeline", reuse=False)
+    assert [s.reused_from for s in forced.steps] == [None, None]
+    changed = api.submit(workspace, "mini-pipeline", overrides={"scale": "3"})
+    assert [s.reused_from for s in changed.steps] == [None, None]
+    assert changed.metrics == {"auc": 1.05}
+
+
+def test_a_failed_step_fails_the_run_and_skips_its_dependents(workspace, mini_project: Path, monkeypatch):
+    monkeypatch.setenv("MINI_FAIL", "make")
+    run = publish_and_run(workspace, mini_project)
+    assert run.status == "Failed"
+    assert [(s.name, s.status) for s in run.steps] == [("make", "Failed"), ("score", "Canceled")]
+    assert "step 'make' failed with exit code 1" in run.error and "failing on purpose" in run.error
+    with pytest.raises(AmlopsError, match="ended Failed"):
+        api.register_if_better(workspace, run, model_name="m")
+
+
+def test_the_timeout_cancels_the_run_and_its_step(workspace, mini_project: Path, monkeypatch):
+    monkeypatch.setenv("MINI_SLEEP", "30")
+    run = publish_and_run(workspace, mini_project, timeout_s=1)
+    assert run.status == "Canceled" and "timed out after 1 s" in run.error
+    assert {s.status for s in run.steps} == {"Canceled"}
+
+
+def test_datastore_inputs_resolve_to_the_uploaded_file(workspace, mini_project: Path, tmp_path: Path):
+    data = tmp_path / "more.csv"
+    data.write_text("50\n50\n")
+    uri = workspace.upload_to_datastore("training_data", data, "v2/more.csv")
+    assert uri == "azureml://datastores/training_data/paths/v2/more.csv"
+    run = publish_and_run(workspace, mini_project, overrides={"data": uri})
+    assert run.status == "Completed" and run.metrics == {"auc": 2.0}
+    with pytest.raises(AmlopsError, match="amlops datastore upload --datastore training_data"):
+        api.submit(workspace, "mini-pipeline", overrides={"data": "azureml://datastores/training_data/paths/x"})
+
+
+def test_register_gate_and_lineage(workspace, mini_project: Path):
+    run = publish_and_run(workspace, mini_project, tags={"build_id": "7"})
+    decision = api.register_if_better(workspace, run, model_name="mini")
+    assert decision.registered and decision.model.version == 1
+    assert decision.model.tags["auc"] == "0.7" and decision.model.tags["run_id"] == run.id
+    assert decision.model.tags["build_id"] == "7"
+    assert (decision.model.path / "model.txt").read_text() == "70.0"
+    same = api.register_if_better(workspace, api.submit(workspace, "mini-pipeline"), model_name="mini")
+    assert not same.registered and "not better" in same.message and "0.7000 vs 0.7000" in same.message
+    assert [m.version for m in workspace.list_models("mini")] == [1]
+    better = api.register_if_better(workspace, api.submit(workspace, "mini-pipeline", overrides={"scale": "3"}),
+                                    model_name="mini")
+    assert better.registered and better.model.version == 2 and better.baseline == 0.7
+
+
+def test_models_not_found_is_a_clear_error(workspace):
+    with pytest.raises(NotFoundError, match="model nope is not registered"):
+        workspace.get_model("nope")
+
+
+def _register_many(root: str, source: str, count: int) -> None:
+    ws = LocalWorkspace(root)
+    for _ in range(count):
+        ws.register_model("shared", Path(source), {}, {}, None)
+
+
+def test_concurrent_registrations_get_distinct_consecutive_versions(tmp_path: Path):
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "model.txt").write_text("x")
+    LocalWorkspace(tmp_path / "ws")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_register_many, args=(str(tmp_path / "ws"), str(source), 5))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    versions = [m.version for m in LocalWorkspace(tmp_path / "ws").list_models("shared")]
+    assert versions == list(range(1, 21))
+    assert sorted(p.name for p in (tmp_path / "ws/models/shared").iterdir()) == sorted(map(str, range(1, 21)))
+
+
+def test_a_registration_that_crashes_leaves_no_half_model(workspace, tmp_path: Path, monkeypatch):
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "model.txt").write_text("x")
+
+    def crash(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr("amlops.workspace.local.os.replace", crash)
+    with pytest.raises(OSError):
+        workspace.register_model("m", source, {}, {}, None)
+    monkeypatch.undo()
+    assert workspace.list_models("m") == []
+    assert list((workspace.root / "models" / "m").iterdir()) == []
+    assert workspace.register_model("m", source, {}, {}, None).version == 1
+
+
+def _amlops(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "amlops", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
+
+
+def _wait_for_line(process: subprocess.Popen, words: str) -> None:
+    for line in process.stdout:
+        if words in line:
+            return
+    raise AssertionError(f"never printed {words!r}")
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_leaves_nothing_running(mini_project: Path, tmp_path: Path, signal_name):
+    import signal
+
+    ws_path = str(tmp_path / "ws")
+    api.publish(LocalWorkspace(ws_path), mini_project / "pipeline.yml")
+    process = _amlops("submit", "mini-pipeline", "--workspace", ws_path, env={"MINI_SLEEP": "60"})
+    _wait_for_line(process, "step make: Running")
+    process.send_signal(getattr(signal, signal_name))
+    process.stdout.read()
+    exit_code = process.wait(30)
+    run = LocalWorkspace(ws_path).list_runs()[0]
+    assert {s.status for s in run.steps} == {"Canceled"}
+    if signal_name == "SIGINT":
+        assert exit_code == 130 and run.status == "Canceled" and "Ctrl-C" in run.error
+    else:
+        assert run.status == "Failed" and "ended before the run finished" in run.error
+    leftover = subprocess.run(["pgrep", "-f", "MINI|make.py --data " + ws_path], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "the step process outlived its run"
