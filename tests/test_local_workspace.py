@@ -20,11 +20,12 @@ def publish_and_run(ws, project: Path, **kwargs):
 
 def test_publish_snapshots_and_versions(workspace, mini_project: Path):
     first = api.publish(workspace, mini_project / "pipeline.yml")
-    second = api.publish(workspace, mini_project / "pipeline.yml")
-    assert (first.version, second.version) == ("1", "2")
+    unchanged = api.publish(workspace, mini_project / "pipeline.yml")
+    assert (first.version, unchanged.version) == ("1", "1")
     assert (first.snapshot.parent / "code" / "make.py").is_file()
     assert (first.snapshot.parent / "data" / "numbers.csv").is_file()
     edit(mini_project / "code/make.py", "total * args.scale", "total * args.scale * 1000")
+    assert api.publish(workspace, mini_project / "pipeline.yml").version == "2"
     run = api.submit(workspace, "mini-pipeline", version="1")
     assert run.metrics == {"auc": 0.7}, "the run must use the snapshot, not the edited source"
 

@@ -21,7 +21,7 @@ class ProgressPrinter:
             self._status(step, text)
         elif kind == "log" and not self.quiet_logs:
             self._echo(f"  [{step}] {text}", dim=True)
-        elif kind == "info":
+        elif kind == "info" and not self.quiet_logs:
             self._echo(f"  [{step}] {text}" if step else f"  {text}", dim=True)
 
     def _status(self, step: str, status: str) -> None:

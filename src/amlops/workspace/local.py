@@ -18,6 +18,7 @@ from pathlib import Path
 
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.loader import datastore_reference, load_pipeline
+from amlops.processes import process_alive
 from amlops.workspace import local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
 from amlops.workspace.local_db import dumps, loads, now, write_transaction
@@ -55,9 +56,11 @@ class LocalWorkspace:
         root = snapshot_root(pipeline.files)
         digest = content_hash(list(pipeline.files), relative_to=root)
         with write_transaction(self.db):
-            existing = self._find_pipeline(name, version) if version else None
-            if existing is not None:
+            existing = self._find_pipeline(name, version)
+            if version and existing is not None:
                 return self._same_content_or_fail(existing, digest, name, version)
+            if not version and existing is not None and existing["content_hash"] == digest:
+                return _pipeline(existing)  # unchanged since the latest version: publishing is a no-op
             version = version or self._next_pipeline_version(name)
             destination = self.root / "snapshots" / name / version
             shutil.rmtree(destination, ignore_errors=True)
@@ -171,7 +174,7 @@ class LocalWorkspace:
         """A run whose executing process is gone (killed, machine rebooted) must not stay Running."""
         rows = self.db.execute("SELECT id, owner_pid FROM runs WHERE status IN ('NotStarted', 'Running')")
         for row in rows.fetchall():
-            if not _process_alive(row["owner_pid"]):
+            if not process_alive(row["owner_pid"]):
                 message = f"the process running it (pid {row['owner_pid']}) ended before the run finished"
                 with write_transaction(self.db):
                     self.db.execute("UPDATE steps SET status = 'Canceled', ended_at = ? WHERE run_id = ? "
@@ -299,28 +302,6 @@ def _copy_any(source: Path, destination: Path) -> None:
     else:
         destination.mkdir(parents=True)
         shutil.copy2(source, destination / source.name)
-
-
-def _process_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _not_zombie(pid)
-
-
-def _not_zombie(pid: int) -> bool:
-    status = Path(f"/proc/{pid}/stat")
-    try:
-        return status.read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _pipeline(row: sqlite3.Row) -> PublishedPipeline:

@@ -1,0 +1,125 @@
+"""deploy, deployments, smoke-test: serving a registered model and checking it answers."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from amlops import api
+from amlops.cli.options import model_reference, table, workspace_options
+from amlops.errors import AmlopsError
+
+
+@click.command()
+@click.argument("model")
+@click.option("--name", "deployment_name", required=True, help="Deployment name; redeploying a name "
+              "switches it to the new model version.")
+@click.option("--scoring-folder", type=click.Path(file_okay=False, path_type=Path), default="training/scoring",
+              show_default=True, help="Folder with the entry script and its requirements.txt.")
+@click.option("--entry-script", default="score.py", show_default=True)
+@workspace_options
+def deploy(ws, model: str, deployment_name: str, scoring_folder: Path, entry_script: str) -> None:
+    """Serve MODEL (NAME or NAME:VERSION, default the latest) with the Azure ML inference server."""
+    name, version = model_reference(model)
+    deployment = api.deploy(ws, model_name=name, model_version=version, deployment_name=deployment_name,
+                            scoring_folder=scoring_folder, entry_script=entry_script)
+    click.echo(f"deployed {deployment.model_name}:{deployment.model_version} as {deployment.name}: "
+               f"{deployment.scoring_uri}")
+
+
+@click.group()
+def deployments() -> None:
+    """List, inspect and delete deployments."""
+
+
+def _local(ws):
+    if ws.kind != "local":
+        raise AmlopsError("deployments commands work on the local workspace; for ACI use the Azure portal or "
+                          "`az container`")
+    from amlops.deploy import local
+
+    return local
+
+
+@deployments.command("list")
+@workspace_options
+def deployments_list(ws) -> None:
+    """Every deployment with its live status (checked now, not remembered)."""
+    local = _local(ws)
+    rows = [[d.name, f"{d.model_name}:{d.model_version}", d.status, d.scoring_uri, str(d.pid or "")]
+            for d in (local.refresh(ws, d) for d in ws.list_deployments())]
+    click.echo(table(rows, ["NAME", "MODEL", "STATUS", "SCORING URI", "PID"]) if rows else "no deployments")
+
+
+@deployments.command("show")
+@click.argument("name")
+@workspace_options
+def deployments_show(ws, name: str) -> None:
+    """One deployment; exits 1 if it is not healthy."""
+    deployment = _local(ws).refresh(ws, ws.get_deployment(name))
+    for key in ("name", "model_name", "model_version", "status", "scoring_uri", "pid", "log_path",
+                "created_at", "error"):
+        click.echo(f"{key:<14} {getattr(deployment, key)}")
+    if deployment.status != "Healthy":
+        sys.exit(1)
+
+
+@deployments.command("logs")
+@click.argument("name")
+@click.option("--tail", type=int, default=50, show_default=True, help="How many lines.")
+@workspace_options
+def deployments_logs(ws, name: str, tail: int) -> None:
+    """The end of a deployment's server log."""
+    _local(ws)
+    deployment = ws.get_deployment(name)
+    lines = deployment.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    click.echo("\n".join(lines[-tail:]))
+
+
+@deployments.command("delete")
+@click.argument("name")
+@workspace_options
+def deployments_delete(ws, name: str) -> None:
+    """Stop the server and forget the deployment."""
+    deployment = _local(ws).delete_local(ws, name)
+    click.echo(f"deleted {deployment.name} (stopped pid {deployment.pid})")
+
+
+@click.command("smoke-test")
+@click.argument("scoring_uri")
+@click.option("--request-file", type=click.Path(dir_okay=False, path_type=Path),
+              default="training/scoring/sample-request.json", show_default=True)
+@click.option("--key", envvar="AMLOPS_SCORING_KEY", help="Bearer key [env AMLOPS_SCORING_KEY]; never printed.")
+@click.option("--expected", help="Expected predictions as a JSON list, e.g. '[0.03, 0.01]'.")
+@click.option("--tolerance", type=float, default=0.01, show_default=True)
+@click.option("--requests", "count", type=int, default=20, show_default=True, help="Requests for latency.")
+@click.option("--latency-budget-ms", type=float, help="Fail if p95 latency is above this.")
+@click.option("--timeout", "readiness_timeout_s", type=float, default=300, show_default=True,
+              help="Seconds to wait for the service to answer.")
+def smoke_test(scoring_uri: str, request_file: Path, key: str | None, expected: str | None, tolerance: float,
+               count: int, latency_budget_ms: float | None, readiness_timeout_s: float) -> None:
+    """Call SCORING_URI (any Azure ML scoring endpoint) with sample requests and check the answers."""
+    report = api.smoke_test(scoring_uri, request_file=request_file, key=key, expected=parse_expected(expected),
+                            tolerance=tolerance, count=count, latency_budget_ms=latency_budget_ms,
+                            readiness_timeout_s=readiness_timeout_s)
+    click.echo(report.text())
+    if not report.passed:
+        sys.exit(1)
+
+
+def parse_expected(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    import json
+
+    try:
+        values = json.loads(text)
+        if isinstance(values, list) and all(isinstance(v, (int, float)) for v in values):
+            return [float(v) for v in values]
+    except ValueError:
+        pass
+    raise AmlopsError(f"expected values {text!r}: give a JSON list of numbers, e.g. [0.03, 0.01]")
+
+
+COMMANDS = [deploy, deployments, smoke_test]

@@ -1,0 +1,1 @@
+"""Deployment targets: the local Azure ML inference server process, and Azure Container Instances."""

@@ -1,0 +1,126 @@
+"""A cached virtual environment for the Azure ML inference server, separate from amlops' own.
+
+azureml-inference-server-http pins OpenTelemetry 1.33 while azure-ai-ml's telemetry wants newer
+releases; pip installs them into one environment only by downgrading azure-monitor-opentelemetry, and
+breaks when they are installed one after the other. Like the inference image on ACI, the server gets
+its own environment: the server plus the scoring requirements, created once per (server version,
+Python version, requirements) under the cache folder, with a lock and a completion marker.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from amlops.errors import AmlopsError
+
+SERVER_REQUIREMENT = "azureml-inference-server-http==1.5.1"
+MARKER = ".amlops-complete"
+LOCK_STALE_S = 900
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("AMLOPS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "amlops"
+
+
+def server_python(requirements_file: Path | None, on_info: Callable[[str], None] = print) -> Path:
+    """The Python of an environment that has the inference server and the scoring requirements."""
+    override = os.environ.get("AMLOPS_SERVER_PYTHON")
+    if override:
+        return Path(override)
+    requirements = _requirements(requirements_file)
+    key = hashlib.sha256("\n".join([SERVER_REQUIREMENT, *requirements]).encode()).hexdigest()[:12]
+    folder = cache_root() / "inference-server" / f"py{sys.version_info[0]}{sys.version_info[1]}-{key}"
+    python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    if (folder / MARKER).is_file():
+        return python
+    with _locked(folder.with_suffix(".lock")):
+        if not (folder / MARKER).is_file():
+            _create(folder, python, requirements, on_info)
+    return python
+
+
+def _requirements(requirements_file: Path | None) -> list[str]:
+    if requirements_file is None or not requirements_file.is_file():
+        return []
+    lines = requirements_file.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _create(folder: Path, python: Path, requirements: list[str], on_info: Callable[[str], None]) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    uv = _uv()
+    on_info(f"creating the inference server environment in {folder} (once; "
+            f"{'uv' if uv else 'pip, slower than uv'})")
+    started = time.monotonic()
+    packages = [SERVER_REQUIREMENT, *requirements]
+    if uv:
+        _call([*uv, "venv", "-q", "--python", sys.executable, str(folder)], folder)
+        _call([*uv, "pip", "install", "-q", "--python", str(python), *packages], folder)
+    else:
+        _call([sys.executable, "-m", "venv", str(folder)], folder)
+        _call([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages], folder)
+    (folder / MARKER).write_text(f"{SERVER_REQUIREMENT}\n")
+    on_info(f"inference server environment ready in {time.monotonic() - started:.1f} s")
+
+
+def _uv() -> list[str] | None:
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    try:
+        from uv import find_uv_bin
+
+        return [find_uv_bin()]
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def _call(command: list[str], folder: Path) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise AmlopsError(f"could not create the inference server environment ({' '.join(command[:3])} ... "
+                          f"failed); check network access to your package index (PIP_INDEX_URL), or set "
+                          f"AMLOPS_SERVER_PYTHON to a Python that has {SERVER_REQUIREMENT}:\n{tail}")
+
+
+@contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """An exclusive-create lock file; one left by a crashed process is taken over once stale."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + LOCK_STALE_S
+    while True:
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(descriptor, str(os.getpid()).encode())
+            os.close(descriptor)
+            break
+        except FileExistsError:
+            if _stale(lock) or time.monotonic() > deadline:
+                lock.unlink(missing_ok=True)
+            time.sleep(0.2)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _stale(lock: Path) -> bool:
+    from amlops.processes import process_alive
+
+    try:
+        pid = int(lock.read_text() or 0)
+    except (OSError, ValueError):
+        return False
+    return not process_alive(pid)

@@ -1,0 +1,222 @@
+"""The smoke test: call a scoring endpoint that speaks the Azure ML scoring contract and check it.
+
+It waits for the service first, retrying connection errors and 502/503/504 with backoff up to a
+deadline (a container that is still starting is not a failure), then checks one answer in detail and
+measures latency over N requests.
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amlops.errors import AmlopsError
+
+RETRYABLE_STATUS = {502, 503, 504}
+PREDICTION_KEYS = ("predictions", "result", "probabilities", "scores")
+RESPONSE_EXCERPT = 300
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class SmokeReport:
+    passed: bool
+    message: str
+    latency_ms: dict = field(default_factory=dict)
+    requests: int = 0
+    checks: tuple = ()
+
+    def text(self) -> str:
+        lines = [f"{'PASS' if ok else 'FAIL'}  {name}: {detail}" for name, ok, detail in self.checks]
+        if self.latency_ms:
+            lines.append("latency over {} requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms"
+                         .format(self.requests, **self.latency_ms))
+        lines.append(self.message)
+        return "\n".join(lines)
+
+
+class SmokeTest:
+    def __init__(self, scoring_uri: str, request_file: Path, key: str | None = None,
+                 expected: list[float] | None = None, tolerance: float = 0.01, count: int = 20,
+                 latency_budget_ms: float | None = None, readiness_timeout_s: float = 300,
+                 request_timeout_s: float = 30):
+        self.scoring_uri = scoring_uri
+        self.payload, self.rows = _load_request(request_file)
+        self.key = key
+        self.expected = expected
+        self.tolerance = tolerance
+        self.count = max(1, count)
+        self.latency_budget_ms = latency_budget_ms
+        self.readiness_timeout_s = readiness_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self.checks: list[tuple[str, bool, str]] = []
+
+    def run(self) -> SmokeReport:
+        first = self._wait_until_ready()
+        if first is None:
+            return self._report(f"the service at {self.scoring_uri} did not answer within "
+                                f"{self.readiness_timeout_s:g} s; check that it started and its logs")
+        failure = self._check_answer(first)
+        if failure:
+            return self._report(failure)
+        latencies = [first.latency_ms]
+        for _ in range(self.count - 1):
+            answer = self._call()
+            if answer.status != 200:
+                return self._report(f"request {len(latencies) + 1} got HTTP {answer.status}: "
+                                    f"{_excerpt(answer.body)}")
+            latencies.append(answer.latency_ms)
+        return self._latency_report(latencies)
+
+    def _wait_until_ready(self) -> Answer | None:
+        deadline = time.monotonic() + self.readiness_timeout_s
+        delay = 0.25
+        last = "no answer"
+        while True:
+            try:
+                answer = self._call()
+                if answer.status not in RETRYABLE_STATUS:
+                    self.checks.append(("service answers", True, f"HTTP {answer.status} after {last}"
+                                        if last != "no answer" else f"HTTP {answer.status}"))
+                    return answer
+                last = f"HTTP {answer.status}"
+            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as error:
+                last = _reason(error)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.checks.append(("service answers", False, f"still {last} at the deadline"))
+                return None
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 5.0)
+
+    def _call(self) -> Answer:
+        headers = {"Content-Type": "application/json"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        request = urllib.request.Request(self.scoring_uri, data=self.payload, headers=headers, method="POST")
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(request, timeout=self.request_timeout_s) as response:
+                body = response.read().decode("utf-8", errors="replace")
+                status = response.status
+        except urllib.error.HTTPError as error:
+            body = error.read().decode("utf-8", errors="replace")
+            status = error.code
+        return Answer(status, body, (time.perf_counter() - started) * 1000)
+
+    def _check_answer(self, answer: Answer) -> str | None:
+        for name, check in (("status 200", _status_ok), ("one probability per row", self._shape_ok),
+                            ("expected values", self._values_ok)):
+            problem = check(answer)
+            self.checks.append((name, problem is None, problem or "ok"))
+            if problem:
+                return f"smoke test failed: {name}: {problem}"
+        return None
+
+    def _shape_ok(self, answer: Answer) -> str | None:
+        predictions = _predictions(answer.body)
+        if isinstance(predictions, str):
+            return predictions
+        if len(predictions) != self.rows:
+            return f"{len(predictions)} predictions for {self.rows} input rows; response {_excerpt(answer.body)}"
+        bad = [p for p in predictions if not _probability(p)]
+        if bad:
+            return f"values outside [0, 1] or not numbers: {bad[:5]}; response {_excerpt(answer.body)}"
+        return None
+
+    def _values_ok(self, answer: Answer) -> str | None:
+        if self.expected is None:
+            return None
+        predictions = _predictions(answer.body)
+        if len(self.expected) != len(predictions):
+            return f"{len(self.expected)} expected values for {len(predictions)} predictions"
+        off = [(i, p, e) for i, (p, e) in enumerate(zip(predictions, self.expected))
+               if abs(p - e) > self.tolerance]
+        if off:
+            return "; ".join(f"row {i}: got {p:.4f}, expected {e:.4f} +/- {self.tolerance:g}" for i, p, e in off)
+        return None
+
+    def _latency_report(self, latencies: list[float]) -> SmokeReport:
+        summary = {name: percentile(latencies, q) for name, q in (("p50", 50), ("p95", 95), ("p99", 99))}
+        if self.latency_budget_ms is not None:
+            within = summary["p95"] <= self.latency_budget_ms
+            self.checks.append(("latency budget", within,
+                                f"p95 {summary['p95']:.1f} ms vs budget {self.latency_budget_ms:g} ms"))
+            if not within:
+                return self._report(f"smoke test failed: p95 latency {summary['p95']:.1f} ms is over the budget "
+                                    f"of {self.latency_budget_ms:g} ms", summary, len(latencies))
+        return SmokeReport(True, f"smoke test passed: {len(latencies)} requests to {self.scoring_uri}",
+                           summary, len(latencies), tuple(self.checks))
+
+    def _report(self, message: str, latency: dict | None = None, requests: int = 0) -> SmokeReport:
+        return SmokeReport(False, message, latency or {}, requests, tuple(self.checks))
+
+
+def _load_request(path: Path) -> tuple[bytes, int]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise AmlopsError(f"request file {path} not found; give a JSON file like "
+                          "training/scoring/sample-request.json") from None
+    except ValueError as error:
+        raise AmlopsError(f"request file {path} is not valid JSON ({error}); fix the file") from None
+    rows = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise AmlopsError(f"request file {path} must be a JSON object with a non-empty 'data' list of rows")
+    return json.dumps(document).encode(), len(rows)
+
+
+def _status_ok(answer: Answer) -> str | None:
+    return None if answer.status == 200 else f"HTTP {answer.status}: {_excerpt(answer.body)}"
+
+
+def _predictions(body: str) -> list | str:
+    """The list of predictions in a response, or a sentence saying why there is none."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return f"the response is not JSON: {_excerpt(body)}"
+    if isinstance(document, str):  # a run() that returns json.dumps(...) is encoded twice by the server
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return f"the response is a string, not predictions: {_excerpt(body)}"
+    if isinstance(document, dict):
+        document = next((document[k] for k in PREDICTION_KEYS if k in document), document)
+    if not isinstance(document, list):
+        return f"no list of predictions in the response (looked for a list or {', '.join(PREDICTION_KEYS)}): " \
+               f"{_excerpt(body)}"
+    return document
+
+
+def _probability(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1 \
+        and not math.isnan(value)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _reason(error: Exception) -> str:
+    reason = getattr(error, "reason", error)
+    return f"connection error ({reason})"
+
+
+def _excerpt(body: str) -> str:
+    body = " ".join(body.split())
+    return body if len(body) <= RESPONSE_EXCERPT else body[:RESPONSE_EXCERPT] + "..."

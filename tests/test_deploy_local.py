@@ -1,0 +1,94 @@
+"""The local deployment target with the real Azure ML inference server."""
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from amlops import api
+from amlops.deploy import local
+from amlops.errors import AmlopsError
+from amlops.workspace.local import LocalWorkspace
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+SCORING = REPO / "training" / "scoring"
+REQUEST = json.loads((SCORING / "sample-request.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> LocalWorkspace:
+    ws = LocalWorkspace(tmp_path_factory.mktemp("deploy") / "ws")
+    api.publish(ws, REPO / "training" / "pipeline.yml")
+    run = api.submit(ws, "safe-driver-training")
+    assert run.status == "Completed", run.error
+    assert api.register_if_better(ws, run, model_name="driver").registered
+    yield ws
+    for deployment in ws.list_deployments():
+        local.delete_local(ws, deployment.name)
+
+
+def score(uri: str) -> list[float]:
+    request = urllib.request.Request(uri, data=json.dumps(REQUEST).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())["predictions"]
+
+
+def test_deploy_score_redeploy_kill_and_delete(trained: LocalWorkspace):
+    first = api.deploy(trained, model_name="driver", model_version=1, deployment_name="qa",
+                       scoring_folder=SCORING)
+    assert first.status == "Healthy" and first.scoring_uri.startswith("http://127.0.0.1:")
+    model_dir = first.log_path.parent / "azureml-models" / "driver" / "1"
+    assert (model_dir / "model.txt").is_file(), "files must be laid out as Azure ML lays them"
+    predictions = score(first.scoring_uri)
+    assert len(predictions) == len(REQUEST["data"]) and all(0 <= p <= 1 for p in predictions)
+
+    trained.register_model("driver", trained.get_model("driver", 1).path, {"auc": "0.99"}, {}, None)
+    second = api.deploy(trained, model_name="driver", model_version=None, deployment_name="qa",
+                        scoring_folder=SCORING)
+    assert second.model_version == 2 and score(second.scoring_uri) == predictions
+    assert trained.get_deployment("qa").model_version == 2
+    assert not local.process_alive(first.pid), "the old version's server must be stopped"
+
+    os.killpg(second.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while local.process_alive(second.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert local.refresh(trained, trained.get_deployment("qa")).status == "Dead"
+
+    local.delete_local(trained, "qa")
+    assert trained.list_deployments() == []
+
+
+def test_a_failing_init_reports_the_server_log_and_leaves_nothing(trained: LocalWorkspace, tmp_path: Path):
+    broken = tmp_path / "scoring"
+    broken.mkdir()
+    (broken / "score.py").write_text("def init():\n    raise RuntimeError('no model here')\n\n"
+                                     "def run(raw):\n    return []\n")
+    (broken / "requirements.txt").write_text((SCORING / "requirements.txt").read_text())
+    with pytest.raises(AmlopsError) as raised:
+        local.deploy_local(trained, trained.get_model("driver", 1), "broken", broken)
+    assert "exited with code" in str(raised.value) and "no model here" in str(raised.value)
+    assert trained.list_deployments() == []
+    assert not (trained.root / "deployments" / "broken").exists() or \
+        list((trained.root / "deployments" / "broken").iterdir()) == []
+
+
+def test_a_missing_entry_script_is_a_clear_error(trained: LocalWorkspace, tmp_path: Path):
+    with pytest.raises(AmlopsError, match="entry script .*score.py not found"):
+        api.deploy(trained, model_name="driver", model_version=1, deployment_name="x", scoring_folder=tmp_path)
+
+
+def test_smoke_test_passes_against_the_real_server(trained: LocalWorkspace):
+    deployment = api.deploy(trained, model_name="driver", model_version=1, deployment_name="smoke",
+                            scoring_folder=SCORING)
+    try:
+        report = api.smoke_test(deployment.scoring_uri, request_file=SCORING / "sample-request.json", count=5)
+        assert report.passed, report.text()
+    finally:
+        local.delete_local(trained, "smoke")
+    assert not local.process_alive(deployment.pid)

@@ -1,0 +1,1 @@
+"""Tests of the sample training project (a package, so its conftest never shadows the root tests/ one)."""

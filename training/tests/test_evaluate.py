@@ -1,0 +1,124 @@
+"""Tests of the train and evaluate CLIs the pipeline components call (train.py main, evaluate.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import lightgbm
+import pandas as pd
+import pytest
+
+import evaluate
+import train
+
+
+def _one_line_error(captured: pytest.CaptureFixture[str]) -> str:
+    err = captured.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_train_cli_writes_a_lightgbm_text_model(model_dir: Path, small_frame: pd.DataFrame) -> None:
+    model_file = model_dir / "model.txt"
+    assert model_file.read_text().startswith("tree")
+    booster = lightgbm.Booster(model_file=str(model_file))
+    assert booster.feature_name() == list(small_frame.columns[2:])
+    assert 0 < booster.num_trees() <= train.NUM_BOOST_ROUND
+
+
+def test_train_cli_passes_its_parameters(small_csv: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert train.main(["--training-data", str(small_csv), "--model-output", str(tmp_path),
+                       "--learning-rate", "0.3", "--num-leaves", "7", "--min-data-in-leaf", "50",
+                       "--feature-fraction", "0.5", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "validation auc" in out and "model.txt" in out
+    text = (tmp_path / "model.txt").read_text()
+    for expected in ("[learning_rate: 0.3]", "[num_leaves: 7]", "[min_data_in_leaf: 50]",
+                     "[feature_fraction: 0.5]", "[seed: 3]", "[objective: binary]"):
+        assert expected in text
+
+
+def test_evaluate_cli_scores_the_held_out_fifth(model_dir: Path, small_csv: Path, small_frame: pd.DataFrame,
+                                                tmp_path: Path) -> None:
+    assert evaluate.main(["--model", str(model_dir), "--test-data", str(small_csv),
+                          "--metrics-output", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics) >= {"auc", "accuracy", "log_loss", "rows", "positives"}
+    assert all(isinstance(value, (int, float)) for value in metrics.values())
+    assert metrics["rows"] == len(small_frame) // 5
+    data = train.split_data(small_frame)
+    assert metrics["positives"] == int(data[1].label.sum())
+    booster = lightgbm.Booster(model_file=str(model_dir / "model.txt"))
+    assert metrics["auc"] == pytest.approx(train.get_model_metrics(booster, data)["auc"])
+    assert 0.65 < metrics["auc"] <= 1.0
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["log_loss"] > 0
+
+
+def test_evaluate_metrics_of_a_known_model() -> None:
+    class Perfect:
+        @staticmethod
+        def predict(data: pd.DataFrame) -> list[float]:
+            return [0.9 if value > 2 else 0.1 for value in data["x"]]
+
+    frame = pd.DataFrame({"id": range(10), "target": [0, 0, 0, 1, 1] * 2, "x": [0, 1, 2, 3, 4] * 2})
+    metrics = evaluate.evaluate(Perfect(), train.split_data(frame))
+    assert metrics["auc"] == 1.0 and metrics["accuracy"] == 1.0 and metrics["rows"] == 2
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "empty", "no_target", "text_feature"])
+def test_train_cli_bad_data_is_one_clear_line(kind: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "data.csv"
+    if kind == "folder":
+        path = tmp_path
+    elif kind == "empty":
+        path.write_text("")
+    elif kind == "no_target":
+        pd.DataFrame({"id": [1, 2], "x": [3, 4]}).to_csv(path, index=False)
+    elif kind == "text_feature":
+        pd.DataFrame({"id": range(20), "target": [0, 1] * 10, "x": ["a"] * 20}).to_csv(path, index=False)
+    assert train.main(["--training-data", str(path), "--model-output", str(tmp_path / "m")]) == 1
+    line = _one_line_error(capsys)
+    assert str(path) in line
+    assert not (tmp_path / "m" / "model.txt").exists()
+
+
+def test_evaluate_cli_without_a_model_is_one_clear_line(small_csv: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate.main(["--model", str(tmp_path / "none"), "--test-data", str(small_csv),
+                          "--metrics-output", str(tmp_path / "out")]) == 1
+    assert "no model.txt" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_cli_with_other_features_is_one_clear_line(model_dir: Path, small_frame: pd.DataFrame,
+                                                            tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "fewer.csv"
+    small_frame.drop(columns=["ps_car_13"]).to_csv(path, index=False)
+    assert evaluate.main(["--model", str(model_dir), "--test-data", str(path),
+                          "--metrics-output", str(tmp_path / "out")]) == 1
+    assert "ps_car_13" in _one_line_error(capsys)
+
+
+def test_evaluate_cli_missing_data_is_one_clear_line(model_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate.main(["--model", str(model_dir), "--test-data", str(tmp_path / "nope.csv"),
+                          "--metrics-output", str(tmp_path / "out")]) == 1
+    assert "not found" in _one_line_error(capsys)
+
+
+@pytest.mark.slow
+def test_train_script_as_a_process_fails_without_traceback(training_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(training_dir / "src" / "train.py"), "--training-data", str(tmp_path / "x.csv"),
+         "--model-output", str(tmp_path / "m")],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: data file not found: {tmp_path / 'x.csv'}"]
