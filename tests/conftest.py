@@ -3,9 +3,7 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-SPECS = REPO.parent / "shared" / "specs"
+from support import TESTS
 
 
 @pytest.fixture
@@ -21,9 +19,3 @@ def workspace(tmp_path: Path):
     from amlops.workspace.local import LocalWorkspace
 
     return LocalWorkspace(tmp_path / "ws")
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))

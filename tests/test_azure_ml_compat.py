@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from amlops.pipeline.loader import load_pipeline
-from conftest import REPO, TESTS
+from support import REPO, TESTS
 
 ACCEPTED = [TESTS / "mini_project" / "pipeline.yml", REPO / "training" / "pipeline.yml"]
 

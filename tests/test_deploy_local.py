@@ -12,7 +12,7 @@ from amlops import api
 from amlops.deploy import local
 from amlops.errors import AmlopsError
 from amlops.workspace.local import LocalWorkspace
-from conftest import REPO
+from support import REPO
 
 pytestmark = pytest.mark.slow
 SCORING = REPO / "training" / "scoring"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from amlops.workspace.local import LocalWorkspace
-from conftest import REPO
+from support import REPO
 
 pytestmark = pytest.mark.slow
 

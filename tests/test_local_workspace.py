@@ -10,7 +10,7 @@ import pytest
 from amlops import api
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.workspace.local import LocalWorkspace
-from conftest import edit
+from support import edit
 
 
 def publish_and_run(ws, project: Path, **kwargs):

@@ -8,7 +8,7 @@ from amlops.cli import main
 from amlops.errors import PipelineValidationError
 from amlops.pipeline.executor import render_command
 from amlops.pipeline.loader import load_pipeline, parse_overrides
-from conftest import edit
+from support import edit
 
 
 def test_loads_the_mini_pipeline_in_dependency_order(mini_project: Path):

@@ -20,7 +20,7 @@ from typing import Callable
 
 from amlops.deploy.server_env import server_python
 from amlops.errors import AmlopsError
-from amlops.processes import command_line, process_alive, stop_process_group
+from amlops.processes import command_line, log_tail, process_alive, stop_process_group
 
 __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process_alive"]
 from amlops.workspace.entities import Deployment, ModelVersion
@@ -101,12 +101,12 @@ def _wait_alive(process: subprocess.Popen, port: int, log_path: Path, timeout_s:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AmlopsError(f"the inference server exited with code {process.returncode} before it "
-                              f"answered; the end of its log ({log_path}):\n{log_tail(log_path)}")
+                              f"answered; the end of its log ({log_path}):\n{log_tail(log_path, LOG_TAIL_LINES)}")
         if liveness(port):
             return
         time.sleep(0.2)
     raise AmlopsError(f"the inference server did not answer on port {port} within {timeout_s:g} s; "
-                      f"the end of its log ({log_path}):\n{log_tail(log_path)}")
+                      f"the end of its log ({log_path}):\n{log_tail(log_path, LOG_TAIL_LINES)}")
 
 
 def liveness(port: int) -> bool:
@@ -115,14 +115,6 @@ def liveness(port: int) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return "    (no log)"
-    return "\n".join("    " + line for line in text[-lines:])
 
 
 def _existing(ws: LocalWorkspace, name: str) -> Deployment | None:

@@ -9,7 +9,7 @@ from amlops.pipeline.model import (
     COMMAND_REFERENCE, INPUT_TYPES, OPTIONAL_GROUP, OUTPUT_TYPES, Component, InputSpec, OutputSpec,
 )
 from amlops.pipeline.types import type_problem
-from amlops.pipeline.yaml_source import YamlMap, load_yaml, where
+from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, where
 
 COMPONENT_FIELDS = {
     "$schema", "type", "name", "version", "display_name", "description", "tags", "is_deterministic",
@@ -30,7 +30,7 @@ def load_component(path: Path, problems: list[str]) -> Component | None:
 
 def parse_component(document: YamlMap, path: Path, problems: list[str]) -> Component | None:
     before = len(problems)
-    _check_fields(document, COMPONENT_FIELDS, path, "component", problems)
+    check_fields(document, COMPONENT_FIELDS, path, "component", problems)
     kind = document.get("type", "command")
     if kind != "command":
         problems.append(f"{where(path, document, 'type')}: component type '{kind}' is not supported; "
@@ -58,15 +58,6 @@ def parse_component(document: YamlMap, path: Path, problems: list[str]) -> Compo
     )
 
 
-def _check_fields(mapping: Any, allowed: set[str], path: Path, what: str, problems: list[str]) -> None:
-    if not isinstance(mapping, dict):
-        return
-    for key in mapping:
-        if key not in allowed:
-            problems.append(f"{where(path, mapping, key)}: unknown field '{key}' in {what}; "
-                            f"allowed: {', '.join(sorted(allowed))}")
-
-
 def _parse_inputs(section: Any, path: Path, problems: list[str]) -> dict[str, InputSpec]:
     specs: dict[str, InputSpec] = {}
     for name, spec in _mapping_items(section, path, "inputs", problems):
@@ -74,7 +65,7 @@ def _parse_inputs(section: Any, path: Path, problems: list[str]) -> dict[str, In
             problems.append(f"{where(path, section, name)}: input '{name}' needs a 'type' "
                             f"(one of {', '.join(INPUT_TYPES)})")
             continue
-        _check_fields(spec, INPUT_FIELDS, path, f"input '{name}'", problems)
+        check_fields(spec, INPUT_FIELDS, path, f"input '{name}'", problems)
         if spec["type"] not in INPUT_TYPES:
             problems.append(f"{where(path, spec, 'type')}: input '{name}' has unknown type '{spec['type']}'; "
                             f"use one of {', '.join(INPUT_TYPES)}")
@@ -93,7 +84,7 @@ def _parse_outputs(section: Any, path: Path, problems: list[str]) -> dict[str, O
     specs: dict[str, OutputSpec] = {}
     for name, spec in _mapping_items(section, path, "outputs", problems):
         kind = spec.get("type", "uri_folder") if isinstance(spec, dict) else "uri_folder"
-        _check_fields(spec, OUTPUT_FIELDS, path, f"output '{name}'", problems)
+        check_fields(spec, OUTPUT_FIELDS, path, f"output '{name}'", problems)
         if kind not in OUTPUT_TYPES:
             problems.append(f"{where(path, spec, 'type')}: output '{name}' has unknown type '{kind}'; "
                             f"use one of {', '.join(OUTPUT_TYPES)}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from amlops.pipeline.model import COMMAND_REFERENCE, OPTIONAL_GROUP, Pipeline, Step
+from amlops.processes import log_tail
 from amlops.workspace.local_db import dumps, loads
 from amlops.workspace.snapshot import content_hash
 
@@ -113,7 +114,7 @@ class Executor:
         if exit_code != 0:
             self._set_step(step.name, "Failed")
             return (f"step '{step.name}' failed with exit code {exit_code}; its log is {log_path}:\n"
-                    + _tail(log_path))
+                    + log_tail(log_path, TAIL_LINES))
         self._set_step(step.name, "Completed")
         self.workspace.remember_step(key, self.run_id, step.name, outputs)
         return None
@@ -273,11 +274,3 @@ def _read_metrics(folder: str | None) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _tail(path: Path, lines: int = TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text[-lines:])

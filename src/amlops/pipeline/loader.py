@@ -15,7 +15,7 @@ from amlops.pipeline.model import (
     PipelineInput, Step,
 )
 from amlops.pipeline.types import coerce, kind_of, type_problem
-from amlops.pipeline.yaml_source import YamlMap, load_yaml, where
+from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, where
 
 PIPELINE_FIELDS = {
     "$schema", "type", "name", "display_name", "description", "experiment_name", "tags", "properties",
@@ -77,18 +77,11 @@ def _default_name(document: YamlMap, path: Path) -> str:
 
 
 def _check_top_level(document: YamlMap, path: Path, problems: list[str]) -> None:
-    for key in document:
-        if key not in PIPELINE_FIELDS:
-            problems.append(f"{where(path, document, key)}: unknown field '{key}' in the pipeline; "
-                            f"allowed: {', '.join(sorted(PIPELINE_FIELDS))}")
+    check_fields(document, PIPELINE_FIELDS, path, "the pipeline", problems)
     if document.get("type", "pipeline") != "pipeline":
         problems.append(f"{where(path, document, 'type')}: expected 'type: pipeline', "
                         f"got '{document.get('type')}'")
-    settings = document.get("settings") or {}
-    for key in settings:
-        if key not in SETTINGS_FIELDS:
-            problems.append(f"{where(path, settings, key)}: unknown setting '{key}'; "
-                            f"allowed: {', '.join(sorted(SETTINGS_FIELDS))}")
+    check_fields(document.get("settings"), SETTINGS_FIELDS, path, "settings", problems)
 
 
 def _parse_pipeline_inputs(section: Any, path: Path, problems: list[str]) -> dict[str, PipelineInput]:
@@ -175,10 +168,7 @@ def _parse_steps(jobs: Any, path: Path, problems: list[str]) -> tuple[dict[str, 
         if not isinstance(job, dict):
             problems.append(f"{where(path, jobs, name)}: job '{name}' must be a mapping with a 'component'")
             continue
-        for key in job:
-            if key not in STEP_FIELDS:
-                problems.append(f"{where(path, job, key)}: unknown field '{key}' in job '{name}'; "
-                                f"allowed: {', '.join(sorted(STEP_FIELDS))}")
+        check_fields(job, STEP_FIELDS, path, f"job '{name}'", problems)
         component = _step_component(name, job, path, problems, files)
         if component is None:
             continue

@@ -63,3 +63,13 @@ def where(path: Path, mapping: Any, key: str | None = None) -> str:
     if isinstance(mapping, YamlMap):
         return f"{path}:{mapping.line_of(key) if key else mapping.line}"
     return str(path)
+
+
+def check_fields(mapping: Any, allowed: set[str], path: Path, what: str, problems: list[str]) -> None:
+    """One problem per key of `mapping` that is not in `allowed`."""
+    if not isinstance(mapping, dict):
+        return
+    for key in mapping:
+        if key not in allowed:
+            problems.append(f"{where(path, mapping, key)}: unknown field '{key}' in {what}; "
+                            f"allowed: {', '.join(sorted(allowed))}")

@@ -1,0 +1,1 @@
+"""Loopback fakes of the remote services amlops talks to, for tests."""
