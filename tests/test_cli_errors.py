@@ -1,0 +1,33 @@
+"""A user mistake is one line on stderr and exit code 1, never a traceback; --debug shows it."""
+import pytest
+from click.testing import CliRunner
+
+from amlops.cli import main
+
+MISTAKES = [
+    (["submit", "nope"], "pipeline nope is not published"),
+    (["runs", "show", "run-x"], "run run-x not found"),
+    (["models", "show", "nope"], "model nope is not registered"),
+    (["deploy", "nope:1", "--name", "x"], "model nope version 1 is not registered"),
+    (["deployments", "show", "x"], "deployment x not found"),
+    (["publish", "missing.yml"], "missing.yml: pipeline file not found"),
+    (["datastore", "upload", "--file", "missing.csv"], "--file missing.csv: no such file"),
+    (["smoke-test", "http://127.0.0.1:9/score", "--request-file", "missing.json"], "request file missing.json"),
+    (["smoke-test", "http://127.0.0.1:9/score", "--expected", "[oops"], "give a JSON list of numbers"),
+]
+
+
+@pytest.mark.parametrize("args, words", MISTAKES, ids=lambda a: " ".join(a) if isinstance(a, list) else None)
+def test_mistakes_are_one_clear_line(tmp_path, monkeypatch, args, words):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AMLOPS_WORKSPACE", str(tmp_path / "ws"))
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: ") and words in result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMLOPS_WORKSPACE", str(tmp_path / "ws"))
+    result = CliRunner().invoke(main, ["--debug", "submit", "nope"])
+    assert result.exit_code == 1 and "Traceback" in result.output
