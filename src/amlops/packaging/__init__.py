@@ -1,0 +1,1 @@
+"""Packaging: build the amlops wheel and stage the Azure DevOps task folders (later: the .vsix)."""

@@ -1,0 +1,53 @@
+"""End to end with `target: local`: the four staged tasks in one job, each fed the previous task's output
+variables through `$(step.variable)` macros as the agent does: publish, run (train, evaluate, gate,
+register), deploy (the real Azure ML inference server on loopback) and smoke-test the sample model."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from devops_agent import Agent
+
+pytestmark = pytest.mark.slow
+
+
+def _stop_deployments(agent: Agent) -> None:
+    from amlops.processes import stop_process_group
+    from amlops.workspace.local import LocalWorkspace
+
+    workspace = agent.temp / "amlops-workspace"
+    if workspace.exists():
+        for deployment in LocalWorkspace(workspace).list_deployments():
+            stop_process_group(deployment.pid)
+
+
+def test_four_tasks_in_sequence(agent: Agent, staged) -> None:
+    deployment = f"smoke-{uuid.uuid4().hex[:6]}"
+    steps = [
+        ("publish", "AmlPublishPipeline", {"target": "local"}),
+        ("run", "AmlRunPipeline", {"target": "local", "pipelineName": "$(publish.pipelineName)",
+                                   "pipelineVersion": "$(publish.pipelineVersion)"}),
+        ("deploy", "AmlDeployAci", {"target": "local", "modelName": "$(run.modelName)",
+                                    "modelVersion": "$(run.modelVersion)", "deploymentName": deployment}),
+        ("smoke", "AmlSmokeTest", {"target": "local", "scoringUri": "$(deploy.scoringUri)",
+                                   "scoringKey": "$(deploy.scoringKey)", "requestCount": "10"}),
+    ]
+    runs = {}
+    try:
+        for step, task, inputs in steps:
+            run = runs[step] = agent.run(staged[task], inputs, step=step, timeout=1500)
+            assert run.exit_code == 0 and run.result == "Succeeded", f"{step}:\n{run.text()}\n{run.stderr}"
+            assert run.summaries, step
+    finally:
+        _stop_deployments(agent)
+    publish, train, deploy, smoke = (runs[s] for s in ("publish", "run", "deploy", "smoke"))
+    assert publish.outputs["pipelineVersion"] == "4711"  # $(Build.BuildId), the default
+    assert train.outputs["runStatus"] == "Completed" and train.outputs["modelRegistered"] == "true"
+    assert "auc" in train.outputs["metrics"] and train.outputs["modelVersion"] == "1"
+    assert deploy.outputs["scoringUri"].startswith("http://127.0.0.1:")
+    assert smoke.outputs["smokeTestPassed"] == "true" and float(smoke.outputs["latencyP95Ms"]) > 0
+    assert "auc" in train.summaries[0] and "p95" in smoke.summaries[0]
+    key = deploy.outputs.get("scoringKey", "")
+    if key:  # a secret output: masked wherever it could show
+        assert all(not r.leaks(key) and key not in r.text() for r in runs.values())
