@@ -13,7 +13,7 @@ MISTAKES = [
     (["publish", "missing.yml"], "missing.yml: pipeline file not found"),
     (["datastore", "upload", "--file", "missing.csv"], "--file missing.csv: no such file"),
     (["smoke-test", "http://127.0.0.1:9/score", "--request-file", "missing.json"], "request file missing.json"),
-    (["smoke-test", "http://127.0.0.1:9/score", "--expected", "[oops"], "give a JSON list of numbers"),
+    (["smoke-test", "http://127.0.0.1:9/score", "--expected", "[oops"], "--expected must be a JSON list of numbers"),
 ]
 
 

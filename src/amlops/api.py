@@ -14,8 +14,9 @@ DEFAULT_MODEL_OUTPUT = "model"
 
 def open_workspace(target: str = "local", *, local_path: str | Path | None = None,
                    subscription_id: str | None = None, resource_group: str | None = None,
-                   workspace_name: str | None = None, credential=None) -> Workspace:
-    """The local workspace (a folder, default `.amlops/`) or an Azure ML workspace."""
+                   workspace_name: str | None = None, credential=None, cloud: str | None = None) -> Workspace:
+    """The local workspace (a folder, default `.amlops/`) or an Azure ML workspace (`cloud`: AzureCloud,
+    AzureChinaCloud, AzureUSGovernment; default $AZURE_CLOUD or AzureCloud)."""
     if target == "local":
         from amlops.workspace.local import LocalWorkspace
 
@@ -27,7 +28,7 @@ def open_workspace(target: str = "local", *, local_path: str | Path | None = Non
             raise AmlopsError("the azure backend needs the Azure packages; install them with "
                               "pip install 'amlops[azure]'") from None
         return AzureWorkspace(subscription_id=subscription_id, resource_group=resource_group,
-                              workspace_name=workspace_name, credential=credential)
+                              workspace_name=workspace_name, credential=credential, cloud=cloud)
     raise AmlopsError(f"unknown target '{target}'; use 'local' or 'azure'")
 
 
@@ -35,6 +36,8 @@ def publish(ws: Workspace, pipeline_file: str | Path, *, name: str | None = None
             publish_endpoint: bool = False) -> PublishedPipeline:
     if publish_endpoint and ws.kind == "local":
         raise AmlopsError("publishEndpoint needs an Azure ML workspace; the local workspace has no endpoints")
+    if publish_endpoint:
+        return ws.publish_pipeline(Path(pipeline_file), name=name, version=version, publish_endpoint=True)
     return ws.publish_pipeline(Path(pipeline_file), name=name, version=version)
 
 
@@ -85,7 +88,7 @@ def _lineage(run: Run) -> dict[str, str]:
 def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deployment_name: str,
            scoring_folder: str | Path, entry_script: str = "score.py", cpu_cores: float = 1.0,
            memory_gb: float = 1.5, auth_enabled: bool = True, dns_name_label: str | None = None,
-           force: bool = False) -> Deployment:
+           force: bool = False, location: str | None = None) -> Deployment:
     """Serve a registered model version: the local inference server, or Azure Container Instances."""
     model = ws.get_model(model_name, model_version)
     if ws.kind == "local":
@@ -95,7 +98,8 @@ def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deploym
     from amlops.deploy.aci import deploy_aci
 
     return deploy_aci(ws, model, deployment_name, Path(scoring_folder), entry_script, cpu_cores=cpu_cores,
-                      memory_gb=memory_gb, auth_enabled=auth_enabled, dns_name_label=dns_name_label, force=force)
+                      memory_gb=memory_gb, auth_enabled=auth_enabled, dns_name_label=dns_name_label, force=force,
+                      location=location)
 
 
 def smoke_test(scoring_uri: str, *, request_file: str | Path, key: str | None = None,

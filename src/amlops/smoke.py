@@ -163,6 +163,20 @@ class SmokeTest:
         return SmokeReport(False, message, latency or {}, requests, tuple(self.checks))
 
 
+def parse_expected(text: str | None, source: str = "--expected") -> list[float] | None:
+    """Expected predictions given as a JSON list of numbers (None when empty)."""
+    if not text:
+        return None
+    try:
+        values = json.loads(text)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in values):
+        raise AmlopsError(f"{source} must be a JSON list of numbers such as [0.1, 0.9], got '{text}'")
+    return [float(v) for v in values]
+
+
 def _load_request(path: Path) -> tuple[bytes, int]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))

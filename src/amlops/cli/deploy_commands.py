@@ -9,6 +9,7 @@ import click
 from amlops import api
 from amlops.cli.options import model_reference, table, workspace_options
 from amlops.errors import AmlopsError
+from amlops.smoke import parse_expected
 
 
 @click.command()
@@ -35,20 +36,40 @@ def deployments() -> None:
 
 def _local(ws):
     if ws.kind != "local":
-        raise AmlopsError("deployments commands work on the local workspace; for ACI use the Azure portal or "
-                          "`az container`")
+        raise AmlopsError("server logs are only kept for local deployments; for ACI use "
+                          "`az container logs --resource-group <group> --name <deployment>`")
     from amlops.deploy import local
 
     return local
+
+
+def _current(ws, name: str):
+    """A deployment with its live status: the local server checked now, or the ACI group read now."""
+    if ws.kind == "local":
+        from amlops.deploy.local import refresh
+
+        return refresh(ws, ws.get_deployment(name))
+    from amlops.deploy.aci import get_aci
+
+    return get_aci(ws, name)
+
+
+def _all(ws) -> list:
+    if ws.kind == "local":
+        from amlops.deploy.local import refresh
+
+        return [refresh(ws, d) for d in ws.list_deployments()]
+    from amlops.deploy.aci import list_aci
+
+    return list_aci(ws)
 
 
 @deployments.command("list")
 @workspace_options
 def deployments_list(ws) -> None:
     """Every deployment with its live status (checked now, not remembered)."""
-    local = _local(ws)
     rows = [[d.name, f"{d.model_name}:{d.model_version}", d.status, d.scoring_uri, str(d.pid or "")]
-            for d in (local.refresh(ws, d) for d in ws.list_deployments())]
+            for d in _all(ws)]
     click.echo(table(rows, ["NAME", "MODEL", "STATUS", "SCORING URI", "PID"]) if rows else "no deployments")
 
 
@@ -57,7 +78,7 @@ def deployments_list(ws) -> None:
 @workspace_options
 def deployments_show(ws, name: str) -> None:
     """One deployment; exits 1 if it is not healthy."""
-    deployment = _local(ws).refresh(ws, ws.get_deployment(name))
+    deployment = _current(ws, name)
     for key in ("name", "model_name", "model_version", "status", "scoring_uri", "pid", "log_path",
                 "created_at", "error"):
         click.echo(f"{key:<14} {getattr(deployment, key)}")
@@ -81,9 +102,14 @@ def deployments_logs(ws, name: str, tail: int) -> None:
 @click.argument("name")
 @workspace_options
 def deployments_delete(ws, name: str) -> None:
-    """Stop the server and forget the deployment."""
-    deployment = _local(ws).delete_local(ws, name)
-    click.echo(f"deleted {deployment.name} (stopped pid {deployment.pid})")
+    """Stop the service (the local server, or the ACI container group) and forget the deployment."""
+    if ws.kind == "local":
+        deployment = _local(ws).delete_local(ws, name)
+        click.echo(f"deleted {deployment.name} (stopped pid {deployment.pid})")
+        return
+    from amlops.deploy.aci import delete_aci
+
+    click.echo(f"deleted {delete_aci(ws, name).name}")
 
 
 @click.command("smoke-test")
@@ -106,20 +132,6 @@ def smoke_test(scoring_uri: str, request_file: Path, key: str | None, expected: 
     click.echo(report.text())
     if not report.passed:
         sys.exit(1)
-
-
-def parse_expected(text: str | None) -> list[float] | None:
-    if not text:
-        return None
-    import json
-
-    try:
-        values = json.loads(text)
-        if isinstance(values, list) and all(isinstance(v, (int, float)) for v in values):
-            return [float(v) for v in values]
-    except ValueError:
-        pass
-    raise AmlopsError(f"expected values {text!r}: give a JSON list of numbers, e.g. [0.03, 0.01]")
 
 
 COMMANDS = [deploy, deployments, smoke_test]

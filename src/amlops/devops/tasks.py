@@ -5,7 +5,6 @@ it uses: AmlSmokeTest never imports azure.
 """
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from amlops.devops import endpoint
 from amlops.devops.runtime import TaskContext, TaskFailed
 from amlops.devops.summary import latency_table, metrics_table, properties, table
 from amlops.errors import AmlopsError
+from amlops.smoke import parse_expected
 
 _SECRET_INPUTS = {"AmlSmokeTest": ("scoringKey",)}
 
@@ -39,18 +39,9 @@ def open_workspace(ctx: TaskContext) -> Any:
     ctx.log.info(f"workspace: {ctx.text('workspaceName')} in resource group {ctx.text('resourceGroup')}, "
                  f"subscription {connection.subscription_name or connection.subscription_id} "
                  f"({connection.environment}, {connection.scheme})")
-    extra = _accepted(api.open_workspace, cloud=connection.environment)
     return api.open_workspace("azure", subscription_id=connection.subscription_id,
                               resource_group=ctx.text("resourceGroup"), workspace_name=ctx.text("workspaceName"),
-                              credential=credential, **extra)
-
-
-def _accepted(function: Callable, **candidates: Any) -> dict[str, Any]:
-    """The keyword arguments among `candidates` that `function` accepts (for optional API features)."""
-    parameters = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return candidates
-    return {key: value for key, value in candidates.items() if key in parameters}
+                              credential=credential, cloud=connection.environment)
 
 
 def _no_macro(ctx: TaskContext, name: str) -> str | None:
@@ -72,20 +63,6 @@ def parse_parameters(text: str) -> dict[str, str]:
                               "write one key=value per line")
         parameters[key.strip()] = value.strip()
     return parameters
-
-
-def parse_expected(text: str) -> list[float] | None:
-    if not text:
-        return None
-    try:
-        values = json.loads(text)
-    except ValueError:
-        values = None
-    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in values):
-        raise AmlopsError(f"input 'expectedValues' must be a JSON list of numbers such as [0.1, 0.9], got "
-                          f"'{text}'")
-    return [float(v) for v in values]
 
 
 # -- AmlPublishPipeline ------------------------------------------------------------------------------
@@ -194,9 +171,6 @@ def deploy_aci(ctx: TaskContext) -> str:
         raise AmlopsError(f"entry script {entry_script} not found in {folder}; check the entryScript and "
                           "scoringFolder inputs")
     version = _model_version(ctx.text("modelVersion"))
-    extra = _accepted(api.deploy, location=ctx.text("location") or None)
-    if ctx.text("location") and "location" not in extra:
-        ctx.log.warning("input 'location' is not supported by this amlops version; the workspace's is used")
     workspace = open_workspace(ctx)
     ctx.log.setprogress(10, "deploying")
     deployment = api.deploy(
@@ -204,7 +178,7 @@ def deploy_aci(ctx: TaskContext) -> str:
         deployment_name=ctx.text("deploymentName"), scoring_folder=folder, entry_script=entry_script,
         cpu_cores=ctx.inputs["cpuCores"] or 1.0, memory_gb=ctx.inputs["memoryGb"] or 1.5,
         auth_enabled=bool(ctx.inputs["authEnabled"]), dns_name_label=ctx.text("dnsNameLabel") or None,
-        force=bool(ctx.inputs["forceRedeploy"]), **extra)
+        force=bool(ctx.inputs["forceRedeploy"]), location=ctx.text("location") or None)
     key = getattr(deployment, "key", None) or ""
     ctx.log.setsecret(key)
     ctx.output("deploymentName", deployment.name)
@@ -238,7 +212,7 @@ def smoke_test(ctx: TaskContext) -> str:
     from amlops import api
 
     request_file = ctx.existing_path("requestFile")
-    expected = parse_expected(ctx.text("expectedValues"))
+    expected = parse_expected(ctx.text("expectedValues"), "input 'expectedValues'")
     count = ctx.inputs["requestCount"]
     timeout = ctx.inputs["readinessTimeoutSeconds"]
     if count is not None and count < 1:

@@ -74,3 +74,4 @@ class Deployment:
     pid: int | None = None
     log_path: Path | None = None
     error: str | None = None
+    key: str | None = field(default=None, repr=False)  # the scoring key (ACI); a secret, never printed
