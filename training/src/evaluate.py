@@ -17,7 +17,7 @@ import lightgbm
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
-from train import MODEL_FILE, DataError, get_model_metrics, load_data, split_data
+from train import MODEL_FILE, DataError, get_model_metrics, load_data, run_command, split_data
 
 METRICS_FILE = "metrics.json"
 THRESHOLD = 0.5
@@ -90,16 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    try:
-        run(args)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"error: cannot write metrics to {args.metrics_output}: {error.strerror or error}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return run_command(run, args, args.metrics_output)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightgbm
 import numpy as np
@@ -151,18 +151,22 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+def run_command(step: Callable[[argparse.Namespace], Any], args: argparse.Namespace, output: Path) -> int:
+    """Run a step's CLI: a data or write problem is one line on stderr and exit code 1, no traceback."""
     try:
-        run(args)
+        step(args)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"error: cannot write the model to {args.model_output}: {error.strerror or error}",
-              file=sys.stderr)
+        print(f"error: cannot write to {output}: {error.strerror or error}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    return run_command(run, args, args.model_output)
 
 
 if __name__ == "__main__":
