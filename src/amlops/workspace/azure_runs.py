@@ -1,0 +1,246 @@
+"""Running a published pipeline on Azure ML: submit a pipeline job from the pipeline component, wait for it
+by polling its status against the terminal states (with a deadline, and a cancel sent when it passes),
+report each step's status as it changes, and read the metrics from the `metrics` output."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from amlops.errors import AmlopsError, NotFoundError
+from amlops.pipeline.types import coerce
+from amlops.workspace.azure_errors import translated
+from amlops.workspace.azure_pipelines import TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, get_component
+from amlops.workspace.entities import TERMINAL_STATUSES, PublishedPipeline, Run, StepRun
+
+if TYPE_CHECKING:
+    from amlops.workspace.azure import AzureWorkspace
+
+METRICS_OUTPUT, METRICS_FILE = "metrics", "metrics.json"
+TAG_PIPELINE = "amlops.pipeline"
+CANCEL_GRACE_POLLS = 30
+Events = Callable[[str, str, str], None]
+
+
+def status_of(job: Any) -> str:
+    """A job's status as a plain string (azure-ai-ml hands out a str Enum: 'JobStatus.RUNNING' when formatted)."""
+    status = getattr(job, "status", None)
+    return str(getattr(status, "value", status) or "Unknown")
+
+
+class AzureMLUri(str):
+    """An `azureml://...` URI (a job output, a datastore path): what the azure workspace hands out where the
+    local one hands out a local Path."""
+
+
+def job_output_uri(job: str, output: str) -> AzureMLUri:
+    return AzureMLUri(f"azureml://jobs/{job}/outputs/{output}")
+
+
+def submit(ws: "AzureWorkspace", pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
+           tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event: Events | None) -> Run:
+    component = get_component(ws, pipeline.name, pipeline.version)
+    job = _pipeline_job(component, overrides, experiment, tags, reuse)
+    with translated(f"submitting pipeline {pipeline.name}:{pipeline.version} to workspace {ws.workspace_name}"):
+        submitted = ws.ml_client.jobs.create_or_update(job, experiment_name=job.experiment_name)
+    emit = on_event or (lambda kind, step, text: None)
+    emit("info", "", f"submitted job {submitted.name}" + (f": {submitted.studio_url}" if submitted.studio_url else ""))
+    waited = Waiter(ws, submitted.name, emit, timeout_s).wait()
+    return _run_entity(ws, waited.job, pipeline.name, pipeline.version, waited.children, waited.error,
+                       with_metrics=status_of(waited.job) == "Completed", require_metrics=True)
+
+
+def _pipeline_job(component: Any, overrides: dict[str, str], experiment: str | None, tags: dict[str, str],
+                  reuse: bool) -> Any:
+    from azure.ai.ml import Input, Output
+    from azure.ai.ml.entities import PipelineJob
+
+    own_tags = component.tags or {}
+    values = {**json.loads(own_tags.get(TAG_INPUTS) or "{}"), **_coerced(component, overrides)}
+    inputs = {}
+    for name, definition in component.inputs.items():
+        value = values.get(name)
+        if definition.type in ("uri_file", "uri_folder", "mltable", "custom_model", "mlflow_model"):
+            if value is None:
+                raise AmlopsError(f"pipeline input '{name}' ({definition.type}) has no value on Azure ML: pass "
+                                  f"--set inputs.{name}=azureml://datastores/<datastore>/paths/<file> (upload it with "
+                                  "`amlops datastore upload --backend azure`)")
+            inputs[name] = Input(type=definition.type, path=str(value))
+        elif value is not None:
+            inputs[name] = value
+    outputs = {name: Output(type=definition.type) for name, definition in component.outputs.items()}
+    settings = {"force_rerun": not reuse}
+    if own_tags.get(TAG_COMPUTE):
+        settings["default_compute"] = own_tags[TAG_COMPUTE]
+    experiment = experiment or own_tags.get(TAG_EXPERIMENT) or component.name
+    return PipelineJob(component=component.id, inputs=inputs, outputs=outputs, settings=settings,
+                       experiment_name=experiment, display_name=f"{component.name}:{component.version}",
+                       tags={**tags, TAG_PIPELINE: f"{component.name}:{component.version}"})
+
+
+def _coerced(component: Any, overrides: dict[str, str]) -> dict[str, Any]:
+    values = {}
+    for name, text in overrides.items():
+        definition = component.inputs.get(name)
+        if definition is None:
+            known = ", ".join(component.inputs) or "none"
+            raise AmlopsError(f"--set inputs.{name}: pipeline {component.name}:{component.version} has no input "
+                              f"'{name}' (inputs: {known})")
+        try:
+            values[name] = coerce(text, definition.type)
+        except ValueError:
+            raise AmlopsError(f"--set inputs.{name}={text}: expected a value of type {definition.type}") from None
+    return values
+
+
+class Waiter:
+    """Polls a job until a terminal state; past the deadline sends a cancel and waits for it to land."""
+
+    def __init__(self, ws: "AzureWorkspace", name: str, emit: Events, timeout_s: float | None):
+        self.ws, self.name, self.emit = ws, name, emit
+        self.deadline = time.monotonic() + timeout_s if timeout_s else None
+        self.timeout_s = timeout_s
+        self.status: str | None = None
+        self.children: dict[str, str] = {}
+        self.error: str | None = None
+        self.job: Any = None
+
+    def wait(self) -> "Waiter":
+        try:
+            while not self._poll():
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    return self._cancel(f"timed out after {self.timeout_s:g} s")
+                time.sleep(self.ws.poll_interval_s)
+        except KeyboardInterrupt:
+            self._cancel("interrupted")
+            raise
+        if status_of(self.job) == "Failed":
+            self.error = failure_message(self.ws, self.job)
+        return self
+
+    def _poll(self) -> bool:
+        with translated(f"job {self.name}"):
+            self.job = self.ws.ml_client.jobs.get(self.name)
+            if status_of(self.job) != self.status:
+                self.status = status_of(self.job)
+                self.emit("status", "", self.status)
+            self._poll_children()
+        return self.status in TERMINAL_STATUSES
+
+    def _poll_children(self) -> None:
+        for child in self.ws.ml_client.jobs.list(parent_job_name=self.name):
+            if child is None:
+                continue
+            step = child.display_name or child.name
+            if self.children.get(step) != status_of(child):
+                self.children[step] = status_of(child)
+                self.emit("status", step, self.children[step])
+
+    def _cancel(self, reason: str) -> "Waiter":
+        self.emit("info", "", f"{reason}: canceling job {self.name}")
+        with translated(f"canceling job {self.name}"):
+            self.ws.ml_client.jobs.begin_cancel(self.name).result()
+        for _ in range(CANCEL_GRACE_POLLS):
+            if self._poll():
+                break
+            time.sleep(self.ws.poll_interval_s)
+        still = "" if self.status == "Canceled" else f" (the job is still {self.status})"
+        self.error = f"{reason}; cancel sent{still}"
+        return self
+
+
+def failure_message(ws: "AzureWorkspace", job: Any) -> str:
+    """The service's error for a failed job (run history), with where to read the step logs."""
+    message = ""
+    try:
+        run = ws.ml_client.jobs._runs_operations.get_run(job.name)  # the error lives in run history only
+        error = getattr(getattr(run, "error", None), "error", None)
+        message = getattr(error, "message", "") or ""
+    except Exception:  # noqa: BLE001 - best effort: the status alone is still reported
+        message = ""
+    where = f"; logs: {job.studio_url}" if getattr(job, "studio_url", None) else ""
+    return (message.strip().splitlines() or ["a step failed"])[0] + where
+
+
+def read_metrics(ws: "AzureWorkspace", name: str, required: bool) -> dict:
+    """metrics.json of the job's `metrics` output, downloaded with jobs.download."""
+    with tempfile.TemporaryDirectory(prefix="amlops-metrics-") as folder:
+        with translated(f"the '{METRICS_OUTPUT}' output of job {name}"):
+            ws.ml_client.jobs.download(name, output_name=METRICS_OUTPUT, download_path=folder)
+        found = sorted(Path(folder, "named-outputs", METRICS_OUTPUT).rglob(METRICS_FILE))
+        if not found:
+            if required:
+                raise AmlopsError(f"job {name} completed but its '{METRICS_OUTPUT}' output holds no {METRICS_FILE}; "
+                                  f"the evaluate step must write {METRICS_FILE} into ${{{{outputs.{METRICS_OUTPUT}}}}}")
+            return {}
+        try:
+            metrics = json.loads(found[0].read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise AmlopsError(f"{METRICS_FILE} of job {name} is not valid JSON ({error}); write a JSON object of "
+                              "metric name to number") from None
+    if not isinstance(metrics, dict):
+        raise AmlopsError(f"{METRICS_FILE} of job {name} is not a JSON object; write {{\"auc\": 0.8, ...}}")
+    return metrics
+
+
+def _run_entity(ws: "AzureWorkspace", job: Any, pipeline_name: str | None, pipeline_version: str | None,
+                children: dict[str, str] | None, error: str | None, with_metrics: bool = False,
+                require_metrics: bool = False) -> Run:
+    tags = dict(job.tags or {})
+    reference = tags.pop(TAG_PIPELINE, ":")
+    name, _, version = reference.partition(":")
+    outputs = {output: job_output_uri(job.name, output) for output in (job.outputs or {})
+               if not output.startswith("default")}
+    metrics = {}
+    if with_metrics and METRICS_OUTPUT in outputs:
+        metrics = read_metrics(ws, job.name, required=require_metrics)
+    created = getattr(getattr(job, "creation_context", None), "created_at", None)
+    return Run(id=job.name, pipeline_name=pipeline_name or name, pipeline_version=pipeline_version or version,
+               experiment=job.experiment_name or "", status=status_of(job), created_at=str(created or ""),
+               ended_at=None, parameters=_parameters(job), tags=tags,
+               steps=tuple(StepRun(step, status) for step, status in (children or {}).items()),
+               outputs=outputs, metrics=metrics, error=error)
+
+
+def _parameters(job: Any) -> dict:
+    parameters = {}
+    for name, value in (job.inputs or {}).items():
+        data = getattr(value, "_data", value)
+        parameters[name] = data if isinstance(data, (str, int, float, bool)) or data is None else \
+            getattr(data, "path", str(data))
+    return parameters
+
+
+def get(ws: "AzureWorkspace", run_id: str) -> Run:
+    try:
+        with translated(f"job {run_id} in workspace {ws.workspace_name}"):
+            job = ws.ml_client.jobs.get(run_id)
+            children = {(c.display_name or c.name): status_of(c)
+                        for c in ws.ml_client.jobs.list(parent_job_name=run_id) if c is not None}
+    except NotFoundError:
+        raise NotFoundError(f"run {run_id} not found in Azure ML workspace {ws.workspace_name}; `amlops runs list "
+                            "--backend azure` shows the runs") from None
+    error = failure_message(ws, job) if status_of(job) == "Failed" else None
+    return _run_entity(ws, job, None, None, children, error, with_metrics=status_of(job) == "Completed")
+
+
+def list_recent(ws: "AzureWorkspace", limit: int) -> list[Run]:
+    runs = []
+    with translated(f"the jobs of workspace {ws.workspace_name}"):
+        for job in ws.ml_client.jobs.list():
+            if job is None or getattr(job, "type", None) != "pipeline":
+                continue
+            runs.append(_run_entity(ws, job, None, None, None, None))
+            if len(runs) >= limit:
+                break
+    return runs
+
+
+def output_uri(run: Run, output: str) -> AzureMLUri:
+    if output not in run.outputs:
+        known = ", ".join(run.outputs) or "none"
+        raise NotFoundError(f"run {run.id} has no output '{output}' (outputs: {known}); check the output name in "
+                            "the pipeline's 'outputs'")
+    return job_output_uri(run.id, output)

@@ -1,0 +1,409 @@
+"""A loopback fake of Azure Resource Manager for Microsoft.ContainerInstance (api-version 2023-05-01).
+
+A real HTTPS server on 127.0.0.1 answering the way ARM does, as far as azure-mgmt-containerinstance can
+tell:
+
+* every request needs `Authorization: Bearer ...` (else 401) and `api-version=2023-05-01` (else 400);
+* PUT containerGroups/{name} validates the body against `#/definitions/ContainerGroup` of the official
+  swagger with a plain JSON-schema validator, then strictly (a property the spec does not define, or a
+  readOnly one, is refused: the service would drop or reject it), then what the service checks itself
+  (names, volumes, ports, env values, base64 secret volumes, resource limits). A body that fails gets 400
+  with the service's CloudError shape and is kept in `invalid_bodies`;
+* a valid PUT answers 201 (200 when replacing) with provisioningState Pending and an
+  `Azure-AsyncOperation` header; the operation and the group's instance view then follow the group's
+  `Script` one step per GET, like a host pulling images and starting containers;
+* GET answers without secrets (secure environment values and secret volume contents are never returned),
+  with the public IP, the FQDN (hashed per resource group for the ResourceGroupReuse scope) and instance
+  views; `containers/{c}/logs?tail=n` answers from the script's logs; DELETE removes the group.
+
+`received` keeps every request (method, path, body); bodies as sent, so tests can check what went over.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import hashlib
+import json
+import re
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+import jsonschema
+
+from support import SPECS
+
+API_VERSION = "2023-05-01"
+SWAGGER = (SPECS / "azure" / "rest-api-specs" / "specification" / "containerinstance" / "resource-manager" /
+           "Microsoft.ContainerInstance" / "stable" / API_VERSION / "containerInstance.json")
+GROUP_PATH = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.ContainerInstance/"
+                        r"containerGroups/([^/]+)(/containers/([^/]+)/logs)?$", re.IGNORECASE)
+LIST_PATH = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.ContainerInstance/"
+                       r"containerGroups$", re.IGNORECASE)
+OPERATION_PATH = re.compile(r"^/subscriptions/([^/]+)/providers/Microsoft\.ContainerInstance/locations/([^/]+)/"
+                            r"operations/([^/]+)$", re.IGNORECASE)
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_CPU, MAX_MEMORY_GB = 4.0, 16.0
+
+
+def load_swagger() -> dict:
+    return json.loads(SWAGGER.read_text(encoding="utf-8-sig"))
+
+
+# -- scripts: what the "host" does with a group -------------------------------------------------------------
+def container_state(state: str, exit_code: int | None = None, restarts: int = 0, detail: str = "",
+                    previous_exit: int | None = None) -> dict:
+    view: dict[str, Any] = {"restartCount": restarts, "currentState": {"state": state, "detailStatus": detail},
+                            "events": []}
+    if exit_code is not None:
+        view["currentState"]["exitCode"] = exit_code
+    if previous_exit is not None:
+        view["previousState"] = {"state": "Terminated", "exitCode": previous_exit}
+    return view
+
+
+@dataclass
+class Step:
+    provisioning: str  # Pending | Creating | Succeeded | Failed
+    state: str  # Pending | Running | Stopped | Failed
+    containers: dict[str, dict] = field(default_factory=dict)  # name -> instance view (default: Waiting)
+    events: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Script:
+    steps: list[Step]
+    logs: dict[str, str] = field(default_factory=dict)
+    on_running: Callable[[dict], None] | None = None  # called once with the PUT body as received
+    on_deleted: Callable[[], None] | None = None
+    error: dict | None = None  # the async operation's error when the last step Failed
+
+
+def healthy_script(on_running: Callable[[dict], None] | None = None, logs: dict | None = None) -> Script:
+    waiting = container_state("Waiting", detail="ContainerCreating")
+    return Script([
+        Step("Pending", "Pending", {"fetch-package": waiting, "inference": waiting, "gateway": waiting},
+             [_event("Pulling", "pulling image")]),
+        Step("Creating", "Pending", {"fetch-package": container_state("Running"), "inference": waiting,
+                                     "gateway": waiting}),
+        Step("Succeeded", "Running", {"fetch-package": container_state("Terminated", 0, detail="Completed"),
+                                      "inference": container_state("Running"), "gateway": container_state("Running")},
+             [_event("Started", "Started container")]),
+    ], logs or {}, on_running)
+
+
+def _event(name: str, message: str, kind: str = "Normal") -> dict:
+    return {"count": 1, "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
+            "name": name, "message": message, "type": kind}
+
+
+# -- validation -----------------------------------------------------------------------------------------------
+class BodyChecker:
+    def __init__(self, swagger: dict):
+        self.definitions = swagger["definitions"]
+        self.plain = jsonschema.Draft4Validator({"$ref": "#/definitions/ContainerGroup",
+                                                 "definitions": self.definitions})
+
+    def problems(self, name: str, body: Any) -> list[str]:
+        found = [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
+                 for e in self.plain.iter_errors(body)]
+        if found:
+            return found
+        self._strict(body, {"$ref": "#/definitions/ContainerGroup"}, "", found)
+        return found or self._service_rules(name, body)
+
+    def _resolve(self, schema: dict) -> dict:
+        while "$ref" in schema:
+            schema = self.definitions[schema["$ref"].rsplit("/", 1)[-1]]
+        if "allOf" in schema:
+            merged = {"properties": dict(schema.get("properties", {})), "type": "object"}
+            for part in schema["allOf"]:
+                merged["properties"].update(self._resolve(part).get("properties", {}))
+            return merged
+        return schema
+
+    def _strict(self, value: Any, schema: dict, path: str, found: list[str]) -> None:
+        schema = self._resolve(schema)
+        if isinstance(value, dict) and "properties" in schema:
+            for key, item in value.items():
+                declared = schema["properties"].get(key)
+                if declared is None:
+                    found.append(f"{path}/{key}: not a property of the ACI API {API_VERSION}")
+                elif self._resolve(declared).get("readOnly") or declared.get("readOnly"):
+                    found.append(f"{path}/{key}: read-only, must not be sent")
+                else:
+                    self._strict(item, declared, f"{path}/{key}", found)
+        elif isinstance(value, list) and "items" in schema:
+            for index, item in enumerate(value):
+                self._strict(item, schema["items"], f"{path}/{index}", found)
+
+    def _service_rules(self, name: str, body: dict) -> list[str]:
+        props = body["properties"]
+        found = [] if NAME.match(name) and len(name) <= 63 else [f"container group name '{name}' is invalid"]
+        containers, inits = props["containers"], props.get("initContainers", [])
+        names = [c["name"] for c in containers + inits]
+        found += [f"container name '{n}' is invalid" for n in names if not NAME.match(n)]
+        if len(set(names)) != len(names):
+            found.append("container names must be unique")
+        volumes = {v["name"]: v for v in props.get("volumes", [])}
+        for volume in volumes.values():
+            kinds = [k for k in ("azureFile", "emptyDir", "secret", "gitRepo") if k in volume]
+            if len(kinds) != 1:
+                found.append(f"volume {volume['name']} must have exactly one type")
+            for file, data in (volume.get("secret") or {}).items():
+                try:
+                    base64.b64decode(data, validate=True)
+                except (binascii.Error, ValueError):
+                    found.append(f"secret volume {volume['name']} file {file} is not base64")
+        cpu = memory = 0.0
+        for container in containers + inits:
+            p = container["properties"]
+            for mount in p.get("volumeMounts", []):
+                if mount["name"] not in volumes:
+                    found.append(f"{container['name']} mounts unknown volume {mount['name']}")
+            for env in p.get("environmentVariables", []):
+                if ("value" in env) == ("secureValue" in env):
+                    found.append(f"{container['name']} env {env['name']} needs exactly one of value, secureValue")
+            if container in containers:
+                cpu += p["resources"]["requests"]["cpu"]
+                memory += p["resources"]["requests"]["memoryInGB"]
+        if cpu > MAX_CPU or memory > MAX_MEMORY_GB:
+            found.append(f"the group requests {cpu:g} CPU and {memory:g} GB, "
+                         f"over {MAX_CPU:g} CPU / {MAX_MEMORY_GB:g} GB")
+        found += self._ip_rules(props, containers)
+        if inits and props.get("osType") != "Linux":
+            found.append("init containers need osType Linux")
+        return found
+
+    @staticmethod
+    def _ip_rules(props: dict, containers: list[dict]) -> list[str]:
+        ip = props.get("ipAddress")
+        if not ip:
+            return []
+        exposed = {p["port"] for c in containers for p in c["properties"].get("ports", [])}
+        found = [f"group port {p['port']} is not exposed by any container" for p in ip["ports"]
+                 if p["port"] not in exposed]
+        label = ip.get("dnsNameLabel")
+        if label is not None and not re.match(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$", label):
+            found.append(f"dnsNameLabel '{label}' is invalid")
+        return found
+
+
+# -- the server -----------------------------------------------------------------------------------------------
+@dataclass
+class Group:
+    name: str
+    body: dict  # as received, secrets included
+    script: Script
+    step: int = 0
+    ip: str = "20.0.0.1"
+    started: bool = False
+
+
+class FakeArm:
+    def __init__(self, certificate: Path, private_key: Path, resource_group: str = "rg-ml",
+                 subscription: str = "00000000-0000-0000-0000-0000000000aa", tenant: str = "tenant-1"):
+        self.resource_group, self.subscription, self.tenant = resource_group, subscription, tenant
+        self.checker = BodyChecker(load_swagger())
+        self.groups: dict[str, Group] = {}
+        self.received: list[tuple[str, str, Any]] = []
+        self.invalid_bodies: list[tuple[dict, list[str]]] = []
+        self.unhandled: list[tuple[str, str]] = []
+        self.script_for: Callable[[str, dict], Script] = lambda name, body: healthy_script()
+        self.lock = threading.RLock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(certificate), str(private_key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.server.server_address[1]}/"
+
+    def start(self) -> "FakeArm":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for group in list(self.groups.values()):
+            if group.script.on_deleted:
+                group.script.on_deleted()
+
+    def puts(self) -> list[dict]:
+        return [body for method, path, body in self.received if method == "PUT"]
+
+    # handlers
+
+    def handle(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any, dict]:
+        if query.get("api-version") != [API_VERSION]:
+            return 400, _error("InvalidApiVersionParameter", f"api-version must be {API_VERSION}"), {}
+        if match := OPERATION_PATH.match(path):
+            return self._operation(match.group(3))
+        if match := LIST_PATH.match(path):
+            if method == "GET" and match.group(2).lower() == self.resource_group.lower():
+                return 200, {"value": [self._view(g) for g in self.groups.values()]}, {}
+        match = GROUP_PATH.match(path)
+        if not match or match.group(1) != self.subscription or match.group(2).lower() != self.resource_group.lower():
+            self.unhandled.append((method, path))
+            return 404, _error("NotFound", f"no route {method} {path}"), {}
+        name, container = match.group(3), match.group(5)
+        if container:
+            return self._logs(name, container, query)
+        return {"PUT": self._put, "GET": self._get, "DELETE": self._delete}.get(
+            method, lambda n, b: (405, _error("MethodNotAllowed", method), {}))(name, body)
+
+    def _put(self, name: str, body: Any) -> tuple[int, Any, dict]:
+        problems = self.checker.problems(name, body)
+        if problems:
+            self.invalid_bodies.append((body, problems))
+            return 400, _error("InvalidRequestContent", "; ".join(problems[:5])), {}
+        with self.lock:
+            previous = self.groups.pop(name, None)
+            if previous and previous.script.on_deleted:
+                previous.script.on_deleted()
+            group = Group(name, copy.deepcopy(body), self.script_for(name, body))
+            self.groups[name] = group
+        operation = f"{name}~{uuid.uuid4().hex}"
+        location = body["location"]
+        headers = {"Azure-AsyncOperation": f"{self.base_url}subscriptions/{self.subscription}/providers/"
+                   f"Microsoft.ContainerInstance/locations/{location}/operations/{operation}?api-version={API_VERSION}",
+                   "Retry-After": "0"}
+        return (200 if previous else 201), self._view(group, advance=False), headers
+
+    def _get(self, name: str, body: Any) -> tuple[int, Any, dict]:
+        group = self.groups.get(name)
+        if group is None:
+            return 404, _error("ResourceNotFound", f"The Resource 'Microsoft.ContainerInstance/containerGroups/"
+                                                   f"{name}' under resource group '{self.resource_group}' was not "
+                                                   "found."), {}
+        return 200, self._view(group), {}
+
+    def _delete(self, name: str, body: Any) -> tuple[int, Any, dict]:
+        with self.lock:
+            group = self.groups.pop(name, None)
+        if group is None:
+            return 204, None, {}
+        if group.script.on_deleted:
+            group.script.on_deleted()
+        return 200, self._view(group, advance=False), {}
+
+    def _operation(self, operation: str) -> tuple[int, Any, dict]:
+        group = self.groups.get(operation.split("~")[0])
+        if group is None:
+            return 200, {"status": "Canceled"}, {}
+        step = self._current(group, advance=True)
+        status = {"Succeeded": "Succeeded", "Failed": "Failed"}.get(step.provisioning, "InProgress")
+        answer: dict[str, Any] = {"id": operation, "status": status}
+        if status == "Failed":
+            answer["error"] = group.script.error or {"code": "DeploymentFailed", "message": "the group failed"}
+        return 200, answer, {"Retry-After": "0"}
+
+    def _logs(self, name: str, container: str, query: dict) -> tuple[int, Any, dict]:
+        group = self.groups.get(name)
+        names = [c["name"] for c in (group.body["properties"]["containers"] +
+                                     group.body["properties"].get("initContainers", []))] if group else []
+        if container not in names:
+            return 404, _error("ContainerGroupNotFound" if group is None else "ContainerNotFound",
+                               f"container {container} not found in {name}"), {}
+        lines = group.script.logs.get(container, "").splitlines(keepends=True)
+        tail = int(query.get("tail", ["0"])[0] or 0)
+        return 200, {"content": "".join(lines[-tail:] if tail else lines)}, {}
+
+    # views
+
+    def _current(self, group: Group, advance: bool) -> Step:
+        with self.lock:
+            step = group.script.steps[min(group.step, len(group.script.steps) - 1)]
+            if advance:
+                group.step += 1
+            if step.state == "Running" and not group.started:
+                group.started = True
+                if group.script.on_running:
+                    group.script.on_running(copy.deepcopy(group.body))
+        return step
+
+    def _view(self, group: Group, advance: bool = True) -> dict:
+        step = self._current(group, advance)
+        view = _without_secrets(group.body)
+        view.update(id=f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+                       f"Microsoft.ContainerInstance/containerGroups/{group.name}",
+                    name=group.name, type="Microsoft.ContainerInstance/containerGroups")
+        props = view["properties"]
+        props["provisioningState"] = step.provisioning
+        props["instanceView"] = {"state": step.state, "events": step.events}
+        for container in props["containers"] + props.get("initContainers", []):
+            container["properties"]["instanceView"] = step.containers.get(
+                container["name"], container_state("Waiting", detail="ContainerCreating"))
+        ip = props.get("ipAddress")
+        if ip:
+            ip["ip"] = group.ip
+            if ip.get("dnsNameLabel"):
+                ip["fqdn"] = self.fqdn(ip["dnsNameLabel"], ip.get("autoGeneratedDomainNameLabelScope"),
+                                       view["location"])
+        return view
+
+    def fqdn(self, label: str, scope: str | None, location: str) -> str:
+        if not scope or scope == "Unsecure":
+            return f"{label}.{location}.azurecontainer.io"
+        seed = {"TenantReuse": [self.tenant], "SubscriptionReuse": [self.tenant, self.subscription],
+                "ResourceGroupReuse": [self.tenant, self.subscription, self.resource_group.lower()]}.get(
+                    scope, [uuid.uuid4().hex])
+        digest = hashlib.sha256("/".join(seed + [label]).encode()).hexdigest()[:10]
+        return f"{label}.{digest}.{location}.azurecontainer.io"
+
+
+def _without_secrets(body: dict) -> dict:
+    view = copy.deepcopy(body)
+    props = view["properties"]
+    for container in props["containers"] + props.get("initContainers", []):
+        for env in container["properties"].get("environmentVariables", []):
+            env.pop("secureValue", None)
+    for volume in props.get("volumes", []):
+        if "secret" in volume:
+            volume["secret"] = {}
+    return view
+
+
+def _error(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def _handler(fake: FakeArm) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            body = json.loads(raw) if raw else None
+            fake.received.append((self.command, parts.path, body))
+            if not (self.headers.get("Authorization") or "").startswith("Bearer "):
+                status, answer, headers = 401, _error("AuthenticationFailed", "no bearer token"), {}
+            else:
+                status, answer, headers = fake.handle(self.command, parts.path, parse_qs(parts.query), body)
+            data = b"" if answer is None else json.dumps(answer).encode()
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("x-ms-request-id", str(uuid.uuid4()))
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_DELETE = do_POST = _serve
+
+    return Handler

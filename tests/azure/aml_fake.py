@@ -1,0 +1,686 @@
+"""A loopback fake of Azure ML: the Resource Manager (ARM) API of Microsoft.MachineLearningServices and the
+workspace data plane (discovery, run history, dataset URIs) that azure-ai-ml calls.
+
+It sits at the network edge: `FakeAzureML.transport()` is an azure-core `RequestsTransport` whose
+`requests` session hands each request for Azure ML's hosts to this fake instead of a socket (other hosts,
+the storage accounts, go to the network: Azurite), so every request went through the SDK's whole pipeline
+first (authentication, headers, retry policy, LRO pollers, paging).
+
+What it does like the service:
+* ARM resources under the workspace live in memory: PUT answers 201 (new) or 200, GET answers 404 with
+  ARM's error body when absent, lists are paged `page_size` at a time with a `nextLink`; asset versions
+  create their container (`latestVersion`, `nextVersion`) and are immutable once created;
+* batch endpoints and deployments are long-running operations (201/202 with `Azure-AsyncOperation`
+  and `Location`, an operation status resource that goes InProgress -> Succeeded);
+* a pipeline job runs by itself: every `polls_per_phase` GETs of it move it one phase along a plan
+  (NotStarted -> Queued -> Provisioning -> Running -> Completed by default, or a failing or never-ending
+  plan), its steps are child runs in run history, and when it completes its outputs are written to the
+  workspace's blob container in Azurite (the real storage emulator) where `jobs.download` finds them;
+  `POST .../cancel` answers 202 with a Location and the job goes CancelRequested -> Canceled;
+* `fail_next(...)` scripts faults: a status with headers (429 + Retry-After, 500, 403, 404...) or a
+  connection reset, for the next n matching requests.
+
+What it checks: every ARM request against the official REST spec (tests/azure/swagger.py, the api-version
+folder closest to the one the client sent: `spec_for`): its route, path parameters (name patterns),
+query parameters and body (allOf merged, discriminators resolved, unknown/read-only properties refused).
+A request that fails is answered 400 like the service would and kept in `problems`. The fake's own answers
+are checked against the spec's response schemas too (`answer_problems`). Data-plane calls have no spec
+in shared/specs and are shaped after azure-ai-ml's own models; they are not validated.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from swagger import Spec
+
+ARM_HOST = "management.azure.com"  # the public cloud's; `arm_host` changes it (sovereign clouds)
+SPEC_ROOT = (Path(__file__).resolve().parents[3] / "shared" / "specs" / "azure" / "rest-api-specs" / "specification"
+             / "machinelearningservices" / "resource-manager" / "Microsoft.MachineLearningServices")
+SPEC_FOLDERS = {"2024-01-01-preview": SPEC_ROOT / "preview" / "2024-01-01-preview",
+                "2024-10-01": SPEC_ROOT / "stable" / "2024-10-01"}
+_SPECS: dict[str, Spec] = {}
+_SPECS_LOCK = threading.Lock()
+ASSETS = ("codes", "components", "environments", "models", "data")
+# What azure-ai-ml 1.35.2 sends outside the spec and the service accepts (it stores the value as a string)
+TOLERATED = [
+    (r"CodeVersions_CreateOrUpdate .*body\.properties\.properties\.hash_version must be of type string, got int",
+     "code versions: the content-hash version is sent as a JSON number in the string-valued properties map"),
+]
+PLANS = {
+    "succeed": [("NotStarted", {}), ("Queued", {}), ("Provisioning", {0: "Queued"}), ("Running", {0: "Running"}),
+                ("Running", {0: "Completed", 1: "Running"}), ("Completed", {1: "Completed"})],
+    "fail": [("NotStarted", {}), ("Queued", {}), ("Running", {0: "Running"}), ("Failed", {0: "Failed", 1: "Canceled"})],
+    "hang": [("NotStarted", {}), ("Queued", {}), ("Running", {0: "Running"})],
+}
+
+
+def spec_for(api_version: str) -> Spec:
+    """The spec folder closest in date to `api_version` (ties: the same preview/stable channel)."""
+    def distance(folder: str) -> tuple[int, int]:
+        days = abs((_date(folder) - _date(api_version)).days)
+        return days, 0 if folder.endswith("-preview") == api_version.endswith("-preview") else 1
+    chosen = min(SPEC_FOLDERS, key=distance)
+    with _SPECS_LOCK:
+        if chosen not in _SPECS:
+            _SPECS[chosen] = Spec(SPEC_FOLDERS[chosen])
+    return _SPECS[chosen]
+
+
+def _date(version: str) -> datetime:
+    return datetime.strptime(version[:10], "%Y-%m-%d")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any = None
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    method: str
+    path_contains: str
+    times: int
+    status: int = 500
+    headers: dict = field(default_factory=dict)
+    code: str = "InternalServerError"
+    message: str = "An internal server error occurred."
+    reset: bool = False
+
+
+@dataclass
+class Recorded:
+    method: str
+    host: str
+    path: str
+    query: dict
+    body: Any
+    status: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def api_version(self) -> str:
+        return self.query.get("api-version", "")
+
+
+class FakeAzureML:
+    def __init__(self, *, subscription: str, resource_group: str, workspace: str, storage_account: str,
+                 storage_key: str, storage_suffix: str, location: str = "westeurope",
+                 storage: Any = None, container: str = "azureml-blobstore-0001", page_size: int = 2):
+        self.subscription, self.resource_group, self.workspace = subscription, resource_group, workspace
+        self.location, self.storage_account, self.storage_key = location, storage_account, storage_key
+        self.storage_suffix = storage_suffix
+        self.storage = storage  # create_container(name), write(container, path, bytes): the real blob service
+        self.page_size = page_size
+        self.container = container
+        self.prefix = (f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+                       f"Microsoft.MachineLearningServices/workspaces/{workspace}")
+        self.data_host = f"{location}.api.azureml.ms"
+        self.arm_host = ARM_HOST
+        self.resources: dict[str, dict] = {}
+        self.requests: list[Recorded] = []
+        self.problems: list[str] = []
+        self.answer_problems: list[str] = []
+        self.unhandled: list[str] = []
+        self.deviations: set[str] = set()
+        self.faults: list[Fault] = []
+        self.job_plan = "succeed"
+        self.polls_per_phase = 2  # azure-ai-ml's jobs.list(parent_job_name=...) GETs the parent job too
+        self.job_outputs: dict[str, dict[str, bytes]] = {}
+        self.denied: dict[str, str] = {}  # path fragment -> action name: answered 403 AuthorizationFailed
+        self._jobs: dict[str, dict] = {}
+        self._operations: dict[str, list[str]] = {}
+        self._lock = threading.RLock()
+        self._seed()
+
+    # --- wiring -----------------------------------------------------------------------------------------
+
+    def transport(self):
+        """An azure-core transport that answers from this fake (no socket, no TLS)."""
+        from azure.core.pipeline.transport import RequestsTransport
+
+        session = requests.Session()
+        adapter = _Adapter(self)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return RequestsTransport(session=session, session_owner=False)
+
+    def fail_next(self, method: str, path_contains: str, status: int = 500, times: int = 1,
+                  headers: dict | None = None, code: str | None = None, message: str | None = None,
+                  reset: bool = False) -> None:
+        defaults = {429: ("TooManyRequests", "The request is being throttled."),
+                    403: ("AuthorizationFailed", "Forbidden"), 404: ("ResourceNotFound", "Not found")}
+        default_code, default_message = defaults.get(status, ("InternalServerError", "An internal error occurred."))
+        self.faults.append(Fault(method, path_contains, times, status, headers or {}, code or default_code,
+                                 message or default_message, reset))
+
+    def calls(self, method: str | None = None, contains: str = "") -> list[Recorded]:
+        return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
+
+    # --- the seed: a workspace with its default datastore ----------------------------------------------
+
+    def _seed(self) -> None:
+        workspace_id = str(uuid.uuid5(uuid.NAMESPACE_URL, self.prefix))
+        storage_id = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+                      f"Microsoft.Storage/storageAccounts/{self.storage_account}")
+        self.resources[self.prefix.lower()] = {
+            "id": self.prefix, "name": self.workspace, "type": "Microsoft.MachineLearningServices/workspaces",
+            "location": self.location, "kind": "Default", "sku": {"name": "Basic", "tier": "Basic"},
+            "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4())},
+            "properties": {"workspaceId": workspace_id, "friendlyName": self.workspace,
+                           "discoveryUrl": f"https://{self.data_host}/discovery", "storageAccount": storage_id,
+                           "provisioningState": "Succeeded", "hbiWorkspace": False,
+                           "mlFlowTrackingUri": f"azureml://{self.data_host}/mlflow/v1.0{self.prefix}",
+                           "publicNetworkAccess": "Enabled", "v1LegacyMode": False},
+            "systemData": self._system_data(),
+        }
+        self._store_datastore("workspaceblobstore", {
+            "datastoreType": "AzureBlob", "accountName": self.storage_account, "containerName": self.container,
+            "endpoint": self.storage_suffix, "protocol": "https", "isDefault": True,
+            "credentials": {"credentialsType": "AccountKey", "secrets": {"secretsType": "AccountKey"}},
+            "serviceDataAccessAuthIdentity": "None",
+            "description": "the workspace's default blob store", "tags": {}, "properties": {}})
+
+    def _store_datastore(self, name: str, properties: dict) -> dict:
+        path = f"{self.prefix}/datastores/{name}"
+        resource = {"id": path, "name": name, "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+                    "properties": properties, "systemData": self._system_data()}
+        self.resources[path.lower()] = resource
+        return resource
+
+    @staticmethod
+    def _system_data() -> dict:
+        stamp = now()
+        return {"createdAt": stamp, "createdBy": "tester@contoso.com", "createdByType": "User",
+                "lastModifiedAt": stamp, "lastModifiedBy": "tester@contoso.com", "lastModifiedByType": "User"}
+
+    # --- dispatch ---------------------------------------------------------------------------------------
+
+    def handle(self, method: str, url: str, headers: dict, body: bytes | None) -> Answer:
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = body
+        record = Recorded(method, parts.hostname or "", parts.path, query, payload)
+        with self._lock:
+            self.requests.append(record)
+            fault = self._take_fault(method, parts.path)
+            if fault is not None and fault.reset:
+                record.status = -1
+                raise requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError(
+                    "Connection aborted.", ConnectionResetError(104, "Connection reset by peer")))
+            anonymous = parts.hostname == self.data_host and parts.path == "/discovery"  # public, like the service
+            if not anonymous and not headers.get("Authorization", "").startswith("Bearer "):
+                answer = _error(401, "AuthenticationFailed", "Authentication failed: no bearer token.")
+            elif fault is not None:
+                answer = _error(fault.status, fault.code, fault.message, fault.headers)
+            elif parts.hostname == self.arm_host:
+                answer = self._arm(method, parts.path, query, payload, url)
+            elif parts.hostname == self.data_host:
+                answer = self._data_plane(method, parts.path, query, payload)
+            else:
+                answer = self._unhandled(method, url)
+            record.status = answer.status
+            return answer
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fault.method == method and fault.path_contains.lower() in path.lower():
+                fault.times -= 1
+                return fault
+        return None
+
+    def _unhandled(self, method: str, url: str) -> Answer:
+        self.unhandled.append(f"{method} {url}")
+        return _error(404, "ResourceNotFound", f"The fake does not know {method} {urlsplit(url).path}")
+
+    # --- ARM ----------------------------------------------------------------------------------------------
+
+    def _arm(self, method: str, path: str, query: dict, payload: Any, url: str) -> Answer:
+        api_version = query.get("api-version")
+        if not api_version:
+            return _error(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) "
+                          "is required for all requests.")
+        spec = spec_for(api_version)
+        if spec.operation(method, path) is None and "/mfeOperations" not in path:
+            return self._unhandled(method, url)
+        problems = spec.validate_request(method, path, query, payload) if "/mfeOperations" not in path else []
+        problems = self._tolerate(problems)
+        if problems:
+            self.problems += problems
+            return _error(400, "UserError", "; ".join(problems))
+        denied = next((action for fragment, action in self.denied.items() if fragment.lower() in path.lower()), None)
+        if denied:
+            return _error(403, "AuthorizationFailed", _authorization_failed(denied, path))
+        answer = self._route(method, path, query, payload, url)
+        if answer.body is not None and "/mfeOperations" not in path:
+            self.answer_problems += spec.validate_response(method, path, answer.status, answer.body)
+        return answer
+
+    def _tolerate(self, problems: list[str]) -> list[str]:
+        """Keep the known, harmless deviations of azure-ai-ml from the spec aside (`deviations`)."""
+        remaining = []
+        for problem in problems:
+            if any(re.search(pattern, problem) for pattern, _ in TOLERATED):
+                self.deviations.add(problem)
+            else:
+                remaining.append(problem)
+        return remaining
+
+    def _route(self, method: str, path: str, query: dict, payload: Any, url: str) -> Answer:
+        lower = path.lower()
+        if "/mfeoperations" in lower:
+            return self._operation_status(path)
+        if not lower.startswith(self.prefix.lower()):
+            return _error(404, "ResourceGroupNotFound", f"Resource group '{self.resource_group}' could not be found.")
+        relative = path[len(self.prefix):]
+        if re.fullmatch(r"/jobs/[^/]+", relative) and method == "PUT":
+            return self._create_job(path, payload)
+        if re.fullmatch(r"/jobs/[^/]+", relative) and method == "GET":
+            return self._get_job(path)
+        if re.fullmatch(r"/jobs/[^/]+/cancel", relative, re.I):
+            return self._cancel_job(path[: -len("/cancel")], url)
+        if re.fullmatch(r"/(codes|data|models)/[^/]+/versions/[^/]+/startPendingUpload", relative, re.I):
+            return self._pending_upload(payload)
+        if re.fullmatch(r"/datastores/[^/]+/listSecrets", relative, re.I):
+            return Answer(200, {"secretsType": "AccountKey", "key": self.storage_key})
+        if re.fullmatch(r"/batchEndpoints/[^/]+(/deployments/[^/]+)?", relative) and method == "PUT":
+            return self._create_long_running(path, payload, url)
+        if method == "PUT":
+            return self._put(path, payload)
+        if method == "GET":
+            return self._get_or_list(path, query, url)
+        return self._unhandled(method, url)
+
+    def _put(self, path: str, payload: dict) -> Answer:
+        existing = self.resources.get(path.lower())
+        match = re.search(r"/(codes|components|environments|models|data)/([^/]+)/versions/([^/]+)$", path)
+        if match and existing is not None and _content(existing) != _content(payload):
+            if match.group(1) == "codes" and _content(existing, "codeUri") == _content(payload, "codeUri"):
+                pass
+            elif not _same_asset(existing, payload):
+                return _error(409, "UserError", f"{match.group(1)[:-1].capitalize()} {match.group(2)} version "
+                              f"{match.group(3)} already exists with different content; versions are immutable.")
+        resource = self._materialize(path, payload, existing)
+        self.resources[path.lower()] = resource
+        if match:
+            self._touch_container(path.rsplit("/versions/", 1)[0], match.group(3))
+        return Answer(200 if existing else 201, resource)
+
+    def _materialize(self, path: str, payload: dict, existing: dict | None) -> dict:
+        resource = copy.deepcopy(payload)
+        kind = "/".join(segment for index, segment in enumerate(path[len(self.prefix):].strip("/").split("/"))
+                        if index % 2 == 0)
+        resource.update({"id": path, "name": path.rsplit("/", 1)[-1],
+                         "type": f"Microsoft.MachineLearningServices/workspaces/{kind}",
+                         "systemData": existing["systemData"] if existing else self._system_data()})
+        properties = resource.setdefault("properties", {})
+        if isinstance(properties.get("properties"), dict):  # a map of strings: the service keeps strings
+            properties["properties"] = {k: v if v is None else str(v) for k, v in properties["properties"].items()}
+        if re.search(r"/(codes|components|environments|models|data)/[^/]+/versions/", path):
+            properties.setdefault("isArchived", False)
+            properties.setdefault("isAnonymous", False)
+            properties["provisioningState"] = "Succeeded"
+        if "/models/" in path:
+            properties["flavors"] = properties.get("flavors") or {}  # the service answers {} for custom models
+        if "/environments/" in path:
+            properties.setdefault("environmentType", "UserCreated")
+            properties.setdefault("osType", "Linux")
+        return resource
+
+    def _touch_container(self, container_path: str, version: str) -> None:
+        container = self.resources.get(container_path.lower())
+        if container is None:
+            container = {"id": container_path, "name": container_path.rsplit("/", 1)[-1],
+                         "type": "Microsoft.MachineLearningServices/workspaces/" + container_path.split("/")[-2],
+                         "properties": {"isArchived": False, "provisioningState": "Succeeded"},
+                         "systemData": self._system_data()}
+            self.resources[container_path.lower()] = container
+        properties = container["properties"]
+        properties["latestVersion"] = version
+        numbers = [int(v) for v in self._versions(container_path) if v.isdigit()]
+        properties["nextVersion"] = str(max(numbers, default=0) + 1)
+
+    def _versions(self, container_path: str) -> list[str]:
+        prefix = container_path.lower() + "/versions/"
+        return [key[len(prefix):] for key in self.resources if key.startswith(prefix) and "/" not in key[len(prefix):]]
+
+    def _get_or_list(self, path: str, query: dict, url: str) -> Answer:
+        resource = self.resources.get(path.lower())
+        if resource is not None:
+            return Answer(200, resource)
+        collection = self._collection(path, query)
+        if collection is None:
+            return _error(404, "UserError" if "/versions/" in path else "ResourceNotFound",
+                          _not_found_message(path))
+        return self._page(collection, query, url)
+
+    def _collection(self, path: str, query: dict) -> list[dict] | None:
+        relative = path[len(self.prefix):].strip("/").split("/")
+        if len(relative) % 2 == 0:
+            return None  # a single resource that does not exist
+        prefix = path.lower().rstrip("/") + "/"
+        items = [resource for key, resource in self.resources.items()
+                 if key.startswith(prefix) and "/" not in key[len(prefix):]]
+        if "hash" in query:
+            items = [r for r in items if r["properties"].get("properties", {}).get("__hash") == query["hash"]
+                     or r["properties"].get("hash") == query["hash"]]
+        items.sort(key=lambda r: r["systemData"]["createdAt"], reverse="desc" in query.get("$orderBy", "").lower()
+                   or "/versions" in path)
+        if "$top" in query:
+            items = items[: int(query["$top"])]
+        return items
+
+    def _page(self, items: list[dict], query: dict, url: str) -> Answer:
+        start = int(query.get("$skipToken") or 0)
+        page = items[start: start + self.page_size]
+        body: dict = {"value": page}
+        if start + self.page_size < len(items):
+            parts = urlsplit(url)
+            next_query = {**query, "$skipToken": str(start + self.page_size)}
+            body["nextLink"] = f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(next_query)}"
+        return Answer(200, body)
+
+    def _pending_upload(self, payload: dict) -> Answer:
+        """Like the service: a new container for this upload and a SAS for it that Azurite honours; the client
+        uploads to the container's root."""
+        from datetime import timedelta
+
+        from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+        upload = uuid.uuid4().hex
+        self.storage.create_container(upload)
+        sas = generate_container_sas(self.storage_account, upload, account_key=self.storage_key,
+                                     permission=ContainerSasPermissions(read=True, write=True, create=True,
+                                                                        list=True, add=True),
+                                     expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+        blob_uri = f"https://{self.storage_account}.blob.{self.storage_suffix}/{upload}"
+        storage_id = self.resources[self.prefix.lower()]["properties"]["storageAccount"]
+        return Answer(200, {"pendingUploadId": upload, "pendingUploadType": payload.get("pendingUploadType"),
+                            "blobReferenceForConsumption": {
+                                "blobUri": blob_uri, "storageAccountArmId": storage_id,
+                                "credential": {"credentialType": "SAS", "sasUri": f"{blob_uri}?{sas}"}}})
+
+    # long-running operations (batch endpoints and deployments)
+
+    def _create_long_running(self, path: str, payload: dict, url: str) -> Answer:
+        existing = self.resources.get(path.lower())
+        resource = copy.deepcopy(payload)
+        kind = "batchEndpoints/deployments" if "/deployments/" in path else "batchEndpoints"
+        resource.update({"id": path, "name": path.rsplit("/", 1)[-1],
+                         "type": f"Microsoft.MachineLearningServices/workspaces/{kind}",
+                         "systemData": self._system_data()})
+        properties = resource.setdefault("properties", {})
+        properties["provisioningState"] = "Creating" if not existing else "Updating"
+        if kind == "batchEndpoints":
+            name = resource["name"]
+            properties["scoringUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/jobs"
+            properties["swaggerUri"] = f"https://{name}.{self.location}.inference.ml.azure.com/swagger.json"
+            properties.setdefault("defaults", {})
+        self.resources[path.lower()] = resource
+        operation = uuid.uuid4().hex
+        self._operations[operation] = ["InProgress", "Succeeded"]
+        status_url = (f"https://{self.arm_host}/subscriptions/{self.subscription}/providers/"
+                      f"Microsoft.MachineLearningServices/locations/{self.location}/mfeOperationsStatus/{operation}"
+                      f"?api-version={urlsplit(url).query.split('api-version=')[-1].split('&')[0]}")
+        self._operations[operation + ":resource"] = [path]
+        headers = {"Azure-AsyncOperation": status_url, "Location": status_url.replace("Status", "Results")}
+        return Answer(200 if existing else 201, resource, headers)
+
+    def _operation_status(self, path: str) -> Answer:
+        operation = path.rsplit("/", 1)[-1]
+        if operation not in self._operations:
+            return _error(404, "ResourceNotFound", "operation not found")
+        resource_path = self._operations[operation + ":resource"][0]
+        if "mfeoperationsresults" in path.lower():
+            return Answer(200, self.resources[resource_path.lower()])
+        states = self._operations[operation]
+        state = states.pop(0) if len(states) > 1 else states[0]
+        if state == "Succeeded" and "/batchendpoints/" in resource_path.lower():
+            self.resources[resource_path.lower()]["properties"]["provisioningState"] = "Succeeded"
+        return Answer(200, {"id": path, "name": operation, "status": state, "startTime": now()})
+
+    # jobs
+
+    def _create_job(self, path: str, payload: dict) -> Answer:
+        if path.lower() in self.resources:
+            return _error(409, "UserError", f"A job with this name already exists: {path.rsplit('/', 1)[-1]}")
+        name = path.rsplit("/", 1)[-1]
+        resource = self._materialize(path, payload, None)
+        properties = resource["properties"]
+        properties["status"] = "NotStarted"
+        properties.setdefault("experimentName", "Default")
+        properties["services"] = {"Studio": {"jobServiceType": "Studio", "endpoint":
+                                             f"https://ml.azure.com/runs/{name}?wsid={self.prefix}"}}
+        steps = list(payload["properties"].get("jobs") or self._component_steps(properties.get("componentId")))
+        children = {step: f"{step}_{uuid.uuid4().hex[:8]}" for step in steps}
+        self.resources[path.lower()] = resource
+        self._jobs[name] = {"plan": list(PLANS[self.job_plan]), "phase": 0, "children": children,
+                            "child_status": {step: "NotStarted" for step in steps}, "outputs": {},
+                            "experiment": properties["experimentName"]}
+        return Answer(201, resource)
+
+    def _component_steps(self, component_id: str | None) -> list[str]:
+        """The steps of the pipeline component a job runs (the service expands it)."""
+        component = self.resources.get((component_id or "").lower())
+        spec = (component or {}).get("properties", {}).get("componentSpec", {})
+        return list(spec.get("jobs") or {})
+
+    def _get_job(self, path: str) -> Answer:
+        resource = self.resources.get(path.lower())
+        if resource is None:
+            return _error(404, "UserError", _not_found_message(path))
+        name = resource["name"]
+        if name in self._jobs:
+            self._advance(name, resource)
+        return Answer(200, resource)
+
+    def _advance(self, name: str, resource: dict) -> None:
+        job = self._jobs[name]
+        if resource["properties"]["status"] == "CancelRequested":
+            job["cancel_polls"] = job.get("cancel_polls", 0) + 1
+            if job["cancel_polls"] > self.polls_per_phase:
+                self._finish_cancel(name, resource)
+            return
+        if resource["properties"]["status"] in ("Completed", "Failed", "Canceled"):
+            return
+        plan = job["plan"]
+        status, children = plan[min(job["phase"] // self.polls_per_phase, len(plan) - 1)]
+        job["phase"] += 1
+        steps = list(job["children"])
+        for index, child_status in children.items():
+            job["child_status"][steps[index]] = child_status
+        resource["properties"]["status"] = status
+        if status == "Completed":
+            self._write_outputs(name, resource)
+
+    def _write_outputs(self, name: str, resource: dict) -> None:
+        outputs = resource["properties"].get("outputs") or {}
+        for output, files in self.job_outputs.items():
+            if output not in outputs:
+                continue
+            folder = f"azureml/{name}/{output}"
+            for relative, content in files.items():
+                self.storage.write(self.container, f"{folder}/{relative}", content)
+            self._jobs[name]["outputs"][output] = folder
+
+    def _cancel_job(self, path: str, url: str) -> Answer:
+        resource = self.resources.get(path.lower())
+        if resource is None:
+            return _error(404, "UserError", _not_found_message(path))
+        if resource["properties"]["status"] not in ("Completed", "Failed", "Canceled"):
+            resource["properties"]["status"] = "CancelRequested"
+        operation = uuid.uuid4().hex
+        self._operations[operation] = ["Succeeded"]
+        self._operations[operation + ":resource"] = [path]
+        location = (f"https://{self.arm_host}/subscriptions/{self.subscription}/providers/"
+                    f"Microsoft.MachineLearningServices/locations/{self.location}/mfeOperationsStatus/{operation}"
+                    "?api-version=2024-01-01-preview")
+        return Answer(202, None, {"Location": location})
+
+    def _finish_cancel(self, name: str, resource: dict) -> None:
+        resource["properties"]["status"] = "Canceled"
+        job = self._jobs[name]
+        for step, status in job["child_status"].items():
+            if status not in ("Completed", "Failed"):
+                job["child_status"][step] = "Canceled"
+
+    # --- data plane ---------------------------------------------------------------------------------------
+
+    def _data_plane(self, method: str, path: str, query: dict, payload: Any) -> Answer:
+        if path == "/discovery" and method == "GET":
+            base = f"https://{self.data_host}"
+            return Answer(200, {"api": base, "catalog": base, "experimentation": base, "gallery": base,
+                                "history": base, "hyperdrive": base, "labeling": base, "modelmanagement": base,
+                                "pipelines": base, "studiometadata": base})
+        history = f"/history/v1.0{self.prefix}"
+        if method == "POST" and path.lower() == f"{history}/rundata".lower():
+            return self._run_data(payload["runId"])
+        match = re.fullmatch(re.escape(history) + r"/runs/([^/]+)(/children)?", path, re.I)
+        if match and method == "GET" and match.group(2):
+            return self._run_children(match.group(1))
+        if match and method == "GET":
+            return self._run(match.group(1))
+        if method == "POST" and path.lower() == f"/data/v1.0{self.prefix}/dataversion/batchGetResolvedUris".lower():
+            return self._resolved_uris(payload["values"])
+        return self._unhandled(method, f"https://{self.data_host}{path}")
+
+    def _history_run(self, name: str) -> dict | None:
+        resource = self.resources.get(f"{self.prefix}/jobs/{name}".lower())
+        if resource is None:
+            return None
+        properties = resource["properties"]
+        run = {"runId": name, "status": properties["status"], "experimentId": str(uuid.uuid4()),
+               "displayName": properties.get("displayName"), "runType": "azureml.PipelineRun",
+               "tags": properties.get("tags") or {}, "properties": properties.get("properties") or {},
+               "createdUtc": resource["systemData"]["createdAt"]}
+        if properties["status"] == "Failed":
+            run["error"] = {"error": {"code": "UserError", "message": self._failure_message(name)}}
+        return run
+
+    def _failure_message(self, name: str) -> str:
+        failed = [step for step, status in self._jobs[name]["child_status"].items() if status == "Failed"]
+        step = failed[0] if failed else "a step"
+        return (f"Pipeline has failed child jobs. Failed nodes: /{step}. For more details and logs, please go to "
+                f"the job detail page and check the child jobs.")
+
+    def _run(self, name: str) -> Answer:
+        run = self._history_run(name)
+        if run is None:
+            return _error(404, "UserError", f"Run {name} was not found")
+        return Answer(200, run)
+
+    def _run_children(self, name: str) -> Answer:
+        job = self._jobs.get(name)
+        if job is None:
+            return _error(404, "UserError", f"Run {name} was not found")
+        children = [{"runId": child, "parentRunId": name, "rootRunId": name, "status": job["child_status"][step],
+                     "displayName": step, "name": step, "runType": "azureml.StepRun",
+                     "properties": {"azureml.nodeid": step, "StepType": "CommandStep"}, "tags": {},
+                     "createdUtc": now()}
+                    for step, child in job["children"].items()]
+        return Answer(200, {"value": children})
+
+    def _run_data(self, name: str) -> Answer:
+        run = self._history_run(name)
+        if run is None:
+            return _error(404, "UserError", f"Run {name} was not found")
+        outputs = self._jobs.get(name, {}).get("outputs", {})
+        run["outputs"] = {output: {"type": "uri_folder", "assetId": f"azureml://locations/{self.location}/"
+                                   f"workspaces/x/data/azureml_{name}_output_data_{output}/versions/1"}
+                          for output in outputs}
+        return Answer(200, {"runMetadata": run})
+
+    def _resolved_uris(self, asset_ids: list[str]) -> Answer:
+        values = {}
+        for asset_id in asset_ids:
+            match = re.search(r"azureml_(.+)_output_data_(.+)/versions/1$", asset_id)
+            folder = self._jobs.get(match.group(1), {}).get("outputs", {}).get(match.group(2)) if match else None
+            if folder:
+                values[asset_id] = {"uri": f"azureml://subscriptions/{self.subscription}/resourcegroups/"
+                                           f"{self.resource_group}/workspaces/{self.workspace}/datastores/"
+                                           f"workspaceblobstore/paths/{folder}/", "type": "uri_folder"}
+        return Answer(200, {"values": values})
+
+
+def _content(resource: dict, key: str | None = None) -> Any:
+    properties = (resource or {}).get("properties", {})
+    if key:
+        return properties.get(key)
+    server_side = ("provisioningState", "isArchived", "isAnonymous", "autoDeleteSetting")
+    return {k: v for k, v in properties.items() if k not in server_side}
+
+
+def _same_asset(existing: dict, payload: dict) -> bool:
+    mine = _content(existing)
+    theirs = _content(payload)
+    keys = ("componentSpec", "modelUri", "image", "condaFile", "codeUri")
+    return all(mine.get(k) == theirs.get(k) for k in keys)
+
+
+def _not_found_message(path: str) -> str:
+    segments = path.strip("/").split("/")
+    return f"The resource '{'/'.join(segments[-2:])}' was not found."
+
+
+def _authorization_failed(action: str, scope: str) -> str:
+    return (f"The client 'ci@contoso.com' with object id '{uuid.uuid4()}' does not have authorization to perform "
+            f"action '{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
+            "please refresh your credentials.")
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> Answer:
+    return Answer(status, {"error": {"code": code, "message": message}}, dict(headers or {}))
+
+
+class _Adapter(HTTPAdapter):
+    """A `requests` adapter that answers from the fake instead of opening a connection."""
+
+    def __init__(self, fake: FakeAzureML):
+        super().__init__()
+        self.fake = fake
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        host = urlsplit(request.url).hostname
+        if host not in (self.fake.arm_host, self.fake.data_host):  # storage: the real network (Azurite)
+            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        answer = self.fake.handle(request.method, request.url, dict(request.headers), body)
+        content = b"" if answer.body is None else json.dumps(answer.body).encode("utf-8")
+        headers = {"Content-Type": "application/json; charset=utf-8", "Content-Length": str(len(content)),
+                   "x-ms-request-id": str(uuid.uuid4()), **answer.headers}
+        raw = urllib3.HTTPResponse(body=io.BytesIO(content), headers=headers, status=answer.status,
+                                   reason=_REASONS.get(answer.status, "OK"), preload_content=False,
+                                   decode_content=False)
+        return self.build_response(request, raw)
+
+
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
+            500: "Internal Server Error", 503: "Service Unavailable"}

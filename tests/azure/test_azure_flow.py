@@ -1,0 +1,167 @@
+"""The flow on Azure ML through the real azure-ai-ml client against the fake service and Azurite:
+publish -> submit -> wait -> metrics -> gate -> register, and the ways a run ends badly."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from amlops import api
+from amlops.errors import AmlopsError, PipelineValidationError
+
+DATA_URI = "azureml://datastores/training_data/paths/porto_seguro_sample.csv"
+
+
+def outputs(auc: float | None = 0.71) -> dict:
+    files = {"model": {"model.txt": b"tree 0\n"}}
+    if auc is not None:
+        files["metrics"] = {"metrics.json": json.dumps({"auc": auc, "accuracy": 0.9}).encode()}
+    return files
+
+
+def run_pipeline(ws, name, version, events=None, timeout_s=60.0, **kwargs):
+    return api.submit(ws, name, version=version, overrides={"training_data": DATA_URI}, experiment="ci",
+                      tags={"build_id": "42", "commit": "abc123"}, timeout_s=timeout_s,
+                      on_event=(lambda *event: events.append(event)) if events is not None else None, **kwargs)
+
+
+def test_publish_submit_wait_metrics_gate_register(azure_ws, fake, training_project, capfd):
+    fake.job_outputs = outputs(auc=0.71)
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="20240101.1")
+    assert (published.name, published.version) == ("safe_driver_training", "20240101.1")
+    assert published.id.endswith("/components/safe_driver_training/versions/20240101.1")
+
+    events: list = []
+    run = run_pipeline(azure_ws, published.name, published.version, events)
+
+    assert run.status == "Completed", run.error
+    assert [text for kind, step, text in events if kind == "status" and not step] == \
+        ["NotStarted", "Queued", "Provisioning", "Running", "Completed"]
+    assert [text for kind, step, text in events if step == "train"] == ["NotStarted", "Queued", "Running", "Completed"]
+    assert [text for kind, step, text in events if step == "evaluate"][-1] == "Completed"
+    assert run.metrics == {"auc": 0.71, "accuracy": 0.9}
+    job_body = fake.calls("PUT", "/jobs/")[0].body["properties"]
+    assert job_body["inputs"]["training_data"] == {"uri": DATA_URI, "jobInputType": "uri_file"}
+    assert job_body["experimentName"] == "ci" and job_body["settings"]["force_rerun"] is False
+    assert job_body["tags"]["build_id"] == "42" and job_body["componentId"] == published.id
+
+    decision = api.register_if_better(azure_ws, run, model_name="safe-driver", tags={"build_id": "42"})
+    assert decision.registered and decision.model.version == 1
+    model_body = fake.calls("PUT", "/models/safe-driver/versions/")[0].body["properties"]
+    assert model_body["modelUri"] == f"azureml://jobs/{run.id}/outputs/model"
+    assert model_body["modelType"] == "custom_model"
+    assert model_body["tags"]["auc"] == "0.71" and model_body["tags"]["run_id"] == run.id
+    assert model_body["tags"]["pipeline"] == "safe_driver_training:20240101.1"
+
+    fake.job_outputs = outputs(auc=0.65)
+    worse = run_pipeline(azure_ws, published.name, published.version)
+    decision = api.register_if_better(azure_ws, worse, model_name="safe-driver")
+    assert not decision.registered and "not better: auc 0.6500 vs 0.7100 of safe-driver:1" in decision.message
+    assert [m.version for m in azure_ws.list_models("safe-driver")] == [1]
+    assert not fake.problems and not fake.unhandled
+    assert capfd.readouterr().err == "", "azure-ai-ml must not write on stderr (steps may fail on stderr)"
+
+
+def test_a_failed_job_ends_failed_with_the_service_error_and_cannot_be_registered(azure_ws, fake, training_project):
+    fake.job_plan = "fail"
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
+    events: list = []
+    run = run_pipeline(azure_ws, published.name, published.version, events)
+
+    assert run.status == "Failed"
+    assert "Failed nodes: /train" in run.error and "https://ml.azure.com/runs/" in run.error
+    assert {step.name: step.status for step in run.steps} == {"train": "Failed", "evaluate": "Canceled"}
+    assert ("status", "train", "Failed") in events
+    with pytest.raises(AmlopsError, match=f"run {run.id} ended Failed, so its model cannot be registered"):
+        api.register_if_better(azure_ws, run, model_name="safe-driver")
+    assert not fake.calls("PUT", "/models/") and not fake.problems
+
+
+def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, training_project):
+    fake.job_plan = "hang"
+    azure_ws.poll_interval_s = 0.05
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
+    events: list = []
+    run = run_pipeline(azure_ws, published.name, published.version, events, timeout_s=0.5)
+
+    assert run.status == "Canceled"
+    assert run.error == "timed out after 0.5 s; cancel sent"
+    cancels = fake.calls("POST", "/cancel")
+    assert len(cancels) == 1 and cancels[0].path.endswith(f"/jobs/{run.id}/cancel")
+    assert ("info", "", f"timed out after 0.5 s: canceling job {run.id}") in events
+    parent = [text for kind, step, text in events if kind == "status" and not step]
+    assert parent[-2:] == ["CancelRequested", "Canceled"]
+    assert {step.name: step.status for step in run.steps}["train"] == "Canceled"
+
+
+def test_a_run_without_metrics_json_ends_with_a_clear_message(azure_ws, fake, training_project):
+    fake.job_outputs = outputs(auc=None)  # the model, but no metrics output
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
+    with pytest.raises(AmlopsError, match=r"job \S+ completed but its 'metrics' output holds no metrics.json; the "
+                                          r"evaluate step must write metrics.json into \$\{\{outputs.metrics\}\}"):
+        run_pipeline(azure_ws, published.name, published.version)
+
+
+def test_a_training_input_left_local_must_be_given_on_azure(azure_ws, fake, training_project):
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
+    with pytest.raises(AmlopsError, match=r"pipeline input 'training_data' \(uri_file\) has no value on Azure ML: pass "
+                                          r"--set inputs.training_data=azureml://datastores/"):
+        api.submit(azure_ws, published.name, version="7", timeout_s=5)
+    assert not fake.calls("PUT", "/jobs/")
+
+
+def test_versions_are_immutable_and_unchanged_content_is_not_republished(azure_ws, fake, training_project):
+    first = api.publish(azure_ws, training_project / "pipeline.yml")
+    assert first.version == "1"
+    puts = len(fake.calls("PUT"))
+    again = api.publish(azure_ws, training_project / "pipeline.yml")
+    assert again.version == "1" and again.id == first.id
+    assert again.component_ids["train"].endswith("/components/train_safe_driver_model/versions/1")
+    assert first.component_ids == again.component_ids
+    assert api.publish(azure_ws, training_project / "pipeline.yml", version="1").version == "1"
+    assert len(fake.calls("PUT")) == puts, "unchanged content must not be registered again"
+
+    source = training_project / "src" / "train.py"
+    source.write_text(source.read_text() + "\n# changed\n")
+    with pytest.raises(AmlopsError, match="pipeline safe_driver_training version 1 is already published in workspace "
+                                          "mlw-amlops with different content; publish under a new --version"):
+        api.publish(azure_ws, training_project / "pipeline.yml", version="1")
+    second = api.publish(azure_ws, training_project / "pipeline.yml")
+    assert second.version == "2"
+    listed = [(p.name, p.version) for p in azure_ws.list_pipelines()]
+    assert listed == [("safe_driver_training", "1"), ("safe_driver_training", "2")]
+    assert azure_ws.get_pipeline("safe-driver-training").version == "2"
+    assert not fake.problems
+
+
+def test_our_validation_runs_first_and_nothing_reaches_azure(azure_ws, fake, training_project):
+    pipeline = training_project / "pipeline.yml"
+    pipeline.write_text(pipeline.read_text().replace("${{parent.inputs.num_leaves}}", "${{parent.inputs.leaves}}"))
+    with pytest.raises(PipelineValidationError, match=r"pipeline.yml:\d+"):
+        api.publish(azure_ws, pipeline)
+    assert fake.requests == []
+
+
+def test_publish_endpoint_deploys_the_pipeline_under_a_batch_endpoint(azure_ws, fake, training_project):
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="20240101.1", publish_endpoint=True)
+
+    assert published.endpoint_name == "safe-driver-training"
+    assert published.endpoint_uri == "https://safe-driver-training.westeurope.inference.ml.azure.com/jobs"
+    assert published.deployment_name == "v20240101-1"
+    deployment = fake.calls("PUT", "/batchEndpoints/safe-driver-training/deployments/v20240101-1")[0].body
+    assert deployment["properties"]["deploymentConfiguration"]["deploymentConfigurationType"] == "PipelineComponent"
+    assert deployment["properties"]["deploymentConfiguration"]["componentId"]["assetId"] == published.id
+    endpoint_puts = fake.calls("PUT", "/batchEndpoints/safe-driver-training")
+    assert endpoint_puts[-1].body["properties"]["defaults"]["deploymentName"] == "v20240101-1"
+    assert fake.calls("GET", "/mfeOperationsStatus/"), "the long-running operations were polled"
+    assert not fake.problems and not fake.unhandled
+
+
+def test_metrics_are_found_through_run_history_and_the_dataset_uris(azure_ws, fake, training_project):
+    """jobs.download resolves the named output through run history (rundata) and the data plane
+    (batchGetResolvedUris) before falling back to guessing paths in the default datastore."""
+    fake.job_outputs = outputs(auc=0.8)
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
+    run = run_pipeline(azure_ws, published.name, published.version)
+    assert run.metrics["auc"] == 0.8
+    assert fake.calls("POST", "/rundata") and fake.calls("POST", "/dataversion/batchGetResolvedUris")
