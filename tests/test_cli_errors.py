@@ -31,3 +31,16 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("AMLOPS_WORKSPACE", str(tmp_path / "ws"))
     result = CliRunner().invoke(main, ["--debug", "submit", "nope"])
     assert result.exit_code == 1 and "Traceback" in result.output
+
+
+def test_azure_backend_options_are_checked_before_any_call(monkeypatch):
+    pytest.importorskip("azure.identity")
+    monkeypatch.delenv("AZURE_CLIENT_SECRET", raising=False)
+    base = ["runs", "list", "--backend", "azure", "--subscription-id", "s", "--resource-group", "r",
+            "--workspace-name", "w"]
+    result = CliRunner().invoke(main, base + ["--tenant-id", "t", "--client-id", "c"])
+    assert result.exit_code == 1 and "needs all of tenant id, client id and client secret" in result.output
+    result = CliRunner().invoke(main, base + ["--cloud", "Mars"])
+    assert result.exit_code == 1 and "unknown Azure cloud 'Mars'" in result.output
+    result = CliRunner().invoke(main, ["runs", "list", "--backend", "azure"])
+    assert result.exit_code == 1 and "needs --subscription-id, --resource-group, --workspace-name" in result.output

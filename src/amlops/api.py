@@ -14,7 +14,9 @@ DEFAULT_MODEL_OUTPUT = "model"
 
 def open_workspace(target: str = "local", *, local_path: str | Path | None = None,
                    subscription_id: str | None = None, resource_group: str | None = None,
-                   workspace_name: str | None = None, credential=None, cloud: str | None = None) -> Workspace:
+                   workspace_name: str | None = None, credential=None, cloud: str | None = None,
+                   tenant_id: str | None = None, client_id: str | None = None,
+                   client_secret: str | None = None) -> Workspace:
     """The local workspace (a folder, default `.amlops/`) or an Azure ML workspace (`cloud`: AzureCloud,
     AzureChinaCloud, AzureUSGovernment; default $AZURE_CLOUD or AzureCloud)."""
     if target == "local":
@@ -28,7 +30,8 @@ def open_workspace(target: str = "local", *, local_path: str | Path | None = Non
             raise AmlopsError("the azure backend needs the Azure packages; install them with "
                               "pip install 'amlops[azure]'") from None
         return AzureWorkspace(subscription_id=subscription_id, resource_group=resource_group,
-                              workspace_name=workspace_name, credential=credential, cloud=cloud)
+                              workspace_name=workspace_name, credential=credential, cloud=cloud,
+                              tenant_id=tenant_id, client_id=client_id, client_secret=client_secret)
     raise AmlopsError(f"unknown target '{target}'; use 'local' or 'azure'")
 
 

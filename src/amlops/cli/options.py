@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable
 
 import click
@@ -19,11 +20,22 @@ def workspace_options(command: Callable) -> Callable:
     @click.option("--subscription-id", envvar="AZURE_SUBSCRIPTION_ID", help="Azure subscription (azure backend).")
     @click.option("--resource-group", envvar="AZURE_RESOURCE_GROUP", help="Resource group (azure backend).")
     @click.option("--workspace-name", envvar="AZUREML_WORKSPACE_NAME", help="Azure ML workspace (azure backend).")
+    @click.option("--cloud", envvar="AZURE_CLOUD", help="AzureCloud (default), AzureChinaCloud or AzureUSGovernment.")
+    @click.option("--tenant-id", help="Service principal tenant; with --client-id, the secret is read from "
+                  "AZURE_CLIENT_SECRET. Without them: DefaultAzureCredential (environment, managed identity, "
+                  "az login).")
+    @click.option("--client-id", help="Service principal application (client) id.")
     @functools.wraps(command)
-    def wrapper(backend: str, workspace_path: str | None, subscription_id: str | None,
-                resource_group: str | None, workspace_name: str | None, **kwargs):
+    def wrapper(backend: str, workspace_path: str | None, subscription_id: str | None, resource_group: str | None,
+                workspace_name: str | None, cloud: str | None, tenant_id: str | None, client_id: str | None,
+                **kwargs):
+        principal = {}
+        if tenant_id or client_id:
+            principal = {"tenant_id": tenant_id, "client_id": client_id,
+                         "client_secret": os.environ.get("AZURE_CLIENT_SECRET")}
         ws = api.open_workspace(backend, local_path=workspace_path, subscription_id=subscription_id,
-                                resource_group=resource_group, workspace_name=workspace_name)
+                                resource_group=resource_group, workspace_name=workspace_name, cloud=cloud,
+                                **principal)
         return command(ws=ws, **kwargs)
     return wrapper
 
