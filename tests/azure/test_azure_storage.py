@@ -18,8 +18,9 @@ def cli_workspace(azure_ws, monkeypatch):
     """`--backend azure` opens our AzureWorkspace, wired to the fake and Azurite like `azure_ws`."""
     import amlops.workspace.azure as module
 
-    def opened(subscription_id, resource_group, workspace_name, credential=None, cloud=None):
+    def opened(subscription_id, resource_group, workspace_name, credential=None, cloud=None, **principal):
         assert (subscription_id, resource_group, workspace_name) == (SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)
+        assert not any(principal.values()), "no --tenant-id/--client-id given, so no service principal"
         return original(subscription_id, resource_group, workspace_name, azure_ws.credential, cloud=azure_ws.cloud,
                         transport=azure_ws.transport, client_kwargs=azure_ws.client_kwargs,
                         poll_interval_s=azure_ws.poll_interval_s)
