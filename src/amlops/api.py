@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from amlops.errors import AmlopsError
 from amlops.gate import Gate, GateDecision, judge
 from amlops.workspace import Workspace
 from amlops.workspace.entities import Deployment, PublishedPipeline, Run
 
+if TYPE_CHECKING:
+    from amlops.workspace.azure_cloud import AzureCloud
+
 DEFAULT_MODEL_OUTPUT = "model"
 
 
 def open_workspace(target: str = "local", *, local_path: str | Path | None = None,
                    subscription_id: str | None = None, resource_group: str | None = None,
-                   workspace_name: str | None = None, credential=None, cloud: str | None = None,
+                   workspace_name: str | None = None, credential=None, cloud: str | AzureCloud | None = None,
                    tenant_id: str | None = None, client_id: str | None = None,
                    client_secret: str | None = None) -> Workspace:
     """The local workspace (a folder, default `.amlops/`) or an Azure ML workspace (`cloud`: AzureCloud,
-    AzureChinaCloud, AzureUSGovernment; default $AZURE_CLOUD or AzureCloud)."""
+    AzureChinaCloud, AzureUSGovernment, or an `AzureCloud` object for a custom cloud; default $AZURE_CLOUD or
+    AzureCloud)."""
     if target == "local":
         from amlops.workspace.local import LocalWorkspace
 

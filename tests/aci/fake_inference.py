@@ -1,7 +1,8 @@
 """A stand-in for the Azure ML inference server (fast tests): the same routes and environment contract.
 
-GET / answers 200 only when AZUREML_MODEL_DIR holds the model and AML_APP_ROOT the entry script (the init
-container unpacked the package right); POST /score answers one probability per row. A request that still
+GET / answers 200 only when AZUREML_MODEL_DIR holds the model (model.txt, at any depth, as score.py searches
+it: Azure ML nests a registered folder) and AML_APP_ROOT the entry script (the init container unpacked the
+package right); POST /score answers one probability per row. A request that still
 carries an Authorization header gets 500: the gateway must not pass the key on.
 """
 import json
@@ -26,7 +27,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.headers.get("Authorization"):
             return self._answer(500, {"error": "the key reached the inference server"})
-        ready = (Path(os.environ["AZUREML_MODEL_DIR"]) / "model.txt").is_file() and \
+        ready = any(Path(os.environ["AZUREML_MODEL_DIR"]).rglob("model.txt")) and \
             (Path(os.environ["AML_APP_ROOT"]) / os.environ["AZUREML_ENTRY_SCRIPT"]).is_file()
         self._answer(200 if ready else 503, "Healthy" if ready else "model or entry script missing")
 

@@ -61,8 +61,8 @@ def test_sovereign_clouds_set_the_authority(cloud: str, authority: str, arm: str
 
 def test_unsupported_cloud_and_scope_are_actionable() -> None:
     connection = service_principal("abc12345")
-    connection.data["environment"] = "AzureStack"
-    with pytest.raises(AmlopsError, match="'AZURESTACK' cloud"):
+    connection.data["environment"] = "AzureGermanCloud"  # closed in 2021
+    with pytest.raises(AmlopsError, match="'AZUREGERMANCLOUD' cloud"):
         endpoint.read_connection(connection.id, connection.environment())
     connection = service_principal("abc12345")
     del connection.data["subscriptionId"]

@@ -4,6 +4,11 @@ The agent exports a connection `<id>` (the value of the connectedService input) 
 `ENDPOINT_AUTH_<id>` (JSON `{"parameters": {...}, "scheme": "..."}`), `ENDPOINT_AUTH_SCHEME_<id>`,
 `ENDPOINT_AUTH_PARAMETER_<id>_<KEY>` and `ENDPOINT_DATA_<id>_<KEY>`; names are matched ignoring case.
 azure.identity is imported only when a credential is built.
+
+The cloud is the connection's `environment`: AzureCloud, AzureChinaCloud, AzureUSGovernment, or AzureStack, the
+environment Azure DevOps uses for Azure Stack Hub and other custom clouds. Such a connection names its cloud by
+`ENDPOINT_URL_<id>` (the Resource Manager URL); its Entra ID authority is the `activeDirectoryAuthority` (or
+`environmentAuthorityUrl`) data when present, else the cloud's metadata endpoint tells it, as in Azure's own tasks.
 """
 from __future__ import annotations
 
@@ -13,15 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amlops.errors import AmlopsError
+from amlops.workspace.azure_cloud import CLOUDS, AzureCloud, resource_manager_cloud
 
-# environment name -> (Entra authority host, Azure Resource Manager endpoint)
-CLOUDS = {
-    "AZURECLOUD": ("login.microsoftonline.com", "https://management.azure.com/"),
-    "AZURECHINACLOUD": ("login.chinacloudapi.cn", "https://management.chinacloudapi.cn/"),
-    "AZUREUSGOVERNMENT": ("login.microsoftonline.us", "https://management.usgovcloudapi.net/"),
-}
 CLOUD_NAMES = {"AZURECLOUD": "AzureCloud", "AZURECHINACLOUD": "AzureChinaCloud",
                "AZUREUSGOVERNMENT": "AzureUSGovernment"}
+CUSTOM_CLOUD = "AzureStack"  # the environment of a connection to Azure Stack Hub or another custom cloud
 SCHEMES = ("ServicePrincipal", "WorkloadIdentityFederation", "ManagedServiceIdentity")
 
 
@@ -38,6 +39,7 @@ class AzureRmConnection:
     authority_host: str
     resource_manager: str
     parameters: Mapping[str, str] = field(default_factory=dict, repr=False)
+    cloud: AzureCloud | None = None
 
     @property
     def authentication_type(self) -> str:
@@ -58,17 +60,18 @@ def read_connection(connection_id: str, env: Mapping[str, str]) -> AzureRmConnec
     scheme = upper.get(f"ENDPOINT_AUTH_SCHEME_{key}") or _auth_json(key, upper).get("scheme") or ""
     data = _data(key, upper)
     environment = (data.get("ENVIRONMENT") or "AzureCloud").upper()
-    authority, arm = _cloud(environment, connection_id)
+    scheme = _canonical_scheme(scheme, connection_id)
     subscription = data.get("SUBSCRIPTIONID", "")
     if not subscription:
         raise AmlopsError(f"service connection '{connection_id}' has no subscription (scope level "
                           f"'{data.get('SCOPELEVEL', '?')}'); use a subscription-scoped AzureRM connection")
+    cloud = _cloud(environment, connection_id, url, data)
     return AzureRmConnection(
-        id=connection_id.strip(), scheme=_canonical_scheme(scheme, connection_id), url=url,
+        id=connection_id.strip(), scheme=scheme, url=url,
         tenant_id=parameters.get("TENANTID", ""), client_id=parameters.get("SERVICEPRINCIPALID", ""),
         subscription_id=subscription, subscription_name=data.get("SUBSCRIPTIONNAME", ""),
-        environment=CLOUD_NAMES[environment], authority_host=authority, resource_manager=arm,
-        parameters=parameters)
+        environment=cloud.name, authority_host=cloud.authority, resource_manager=cloud.arm_endpoint,
+        parameters=parameters, cloud=cloud)
 
 
 def _auth_json(key: str, upper: Mapping[str, str]) -> dict:
@@ -93,12 +96,18 @@ def _data(key: str, upper: Mapping[str, str]) -> dict[str, str]:
     return {name[len(prefix):]: value for name, value in upper.items() if name.startswith(prefix)}
 
 
-def _cloud(environment: str, connection_id: str) -> tuple[str, str]:
-    if environment not in CLOUDS:
-        known = ", ".join(CLOUD_NAMES.values())
-        raise AmlopsError(f"service connection '{connection_id}' targets the '{environment}' cloud, which amlops "
-                          f"does not support; use a connection for one of {known}")
-    return CLOUDS[environment]
+def _cloud(environment: str, connection_id: str, url: str, data: Mapping[str, str]) -> AzureCloud:
+    if environment in CLOUD_NAMES:
+        return CLOUDS[CLOUD_NAMES[environment]]
+    if environment == CUSTOM_CLOUD.upper():
+        authority = data.get("ACTIVEDIRECTORYAUTHORITY") or data.get("ENVIRONMENTAUTHORITYURL")
+        try:
+            return resource_manager_cloud(url, authority, name=CUSTOM_CLOUD)
+        except AmlopsError as error:
+            raise AmlopsError(f"service connection '{connection_id}' ({CUSTOM_CLOUD}): {error}") from None
+    known = ", ".join([*CLOUD_NAMES.values(), CUSTOM_CLOUD])
+    raise AmlopsError(f"service connection '{connection_id}' targets the '{environment}' cloud, which amlops "
+                      f"does not support; use a connection for one of {known}")
 
 
 def _canonical_scheme(scheme: str, connection_id: str) -> str:
@@ -139,14 +148,20 @@ def _service_principal(connection: AzureRmConnection, env: Mapping[str, str]) ->
         pem = connection.parameters["SERVICEPRINCIPALCERTIFICATE"].encode("utf-8")
         try:
             return CertificateCredential(connection.tenant_id, connection.client_id, certificate_data=pem,
-                                         authority=connection.authority_host)
+                                         **_msal_options(connection))
         except ValueError as error:
             raise AmlopsError(f"service connection '{connection.id}': its certificate cannot be read "
                               f"({_first_line(error)}); upload a PEM with the certificate and its "
                               "unencrypted private key") from None
     _require(connection, "TENANTID", "SERVICEPRINCIPALID", "SERVICEPRINCIPALKEY")
     return ClientSecretCredential(connection.tenant_id, connection.client_id,
-                                  connection.parameters["SERVICEPRINCIPALKEY"], authority=connection.authority_host)
+                                  connection.parameters["SERVICEPRINCIPALKEY"], **_msal_options(connection))
+
+
+def _msal_options(connection: AzureRmConnection) -> dict[str, Any]:
+    if connection.cloud is not None:
+        return connection.cloud.msal_options()
+    return {"authority": connection.authority_host}
 
 
 def _workload_identity(connection: AzureRmConnection, env: Mapping[str, str]) -> Any:

@@ -36,12 +36,15 @@ def open_workspace(ctx: TaskContext) -> Any:
         return api.open_workspace("local", local_path=path)
     connection = endpoint.read_connection(ctx.text("azureSubscription"), ctx.env)
     credential = endpoint.make_credential(connection, ctx.env)
+    cloud = connection.environment
+    if connection.cloud is not None and not connection.cloud.known_to_azure_ai_ml:
+        cloud = f"{cloud} at {connection.resource_manager}"
     ctx.log.info(f"workspace: {ctx.text('workspaceName')} in resource group {ctx.text('resourceGroup')}, "
                  f"subscription {connection.subscription_name or connection.subscription_id} "
-                 f"({connection.environment}, {connection.scheme})")
+                 f"({cloud}, {connection.scheme})")
     return api.open_workspace("azure", subscription_id=connection.subscription_id,
                               resource_group=ctx.text("resourceGroup"), workspace_name=ctx.text("workspaceName"),
-                              credential=credential, cloud=connection.environment)
+                              credential=credential, cloud=connection.cloud or connection.environment)
 
 
 def _no_macro(ctx: TaskContext, name: str) -> str | None:

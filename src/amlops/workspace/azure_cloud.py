@@ -5,8 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from amlops.errors import AmlopsError
+
+# Entra ID hosts MSAL knows. Any other authority (a custom cloud's) cannot be validated through the instance
+# discovery of login.microsoftonline.com, which such a cloud may not even reach, so that check is off for it.
+MICROSOFT_AUTHORITIES = frozenset({
+    "login.microsoftonline.com", "login.microsoft.com", "login.windows.net", "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn", "login.microsoftonline.us", "login-us.microsoftonline.com",
+    "login.usgovcloudapi.net",
+})
+METADATA_API_VERSION = "2015-01-01"  # what Azure Stack Hub's Resource Manager and Azure's own tasks use
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,17 @@ class AzureCloud:
     @property
     def known_to_azure_ai_ml(self) -> bool:
         return self.name in CLOUDS
+
+    @property
+    def well_known_authority(self) -> bool:
+        return self.authority.lower() in MICROSOFT_AUTHORITIES
+
+    def msal_options(self) -> dict[str, Any]:
+        """Keyword arguments for azure-identity's MSAL-based credentials (client secret, certificate)."""
+        options: dict[str, Any] = {"authority": self.authority}
+        if not self.well_known_authority:
+            options["disable_instance_discovery"] = True
+        return options
 
     def blob_endpoint(self, account: str) -> str:
         """https://<account>.blob.<suffix>/, the way azure-ai-ml builds it for datastores."""
@@ -81,5 +102,55 @@ def make_credential(cloud: AzureCloud, tenant_id: str | None = None, client_id: 
         if not all(explicit):
             raise AmlopsError("a service principal needs all of tenant id, client id and client secret; give the "
                               "three, or none to use the environment / DefaultAzureCredential")
-        return ClientSecretCredential(tenant_id, client_id, client_secret, authority=cloud.authority)
+        return ClientSecretCredential(tenant_id, client_id, client_secret, **cloud.msal_options())
     return DefaultAzureCredential(authority=cloud.authority, exclude_interactive_browser_credential=True)
+
+
+def resource_manager_cloud(resource_manager: str, authority: str | None = None, name: str = "AzureStack",
+                           timeout_s: float = 30) -> AzureCloud:
+    """A cloud known by its Resource Manager URL: Azure Stack Hub or another custom cloud, as an Azure DevOps
+    service connection for the `AzureStack` environment describes it.
+
+    The storage suffix is the Resource Manager host's domain (`https://management.<domain>/` -> `<domain>`), the
+    way Azure's own pipeline tasks derive it. The Entra ID authority is `authority` (a URL or a host) when known,
+    else the `loginEndpoint` of the cloud's metadata, `GET <resource manager>/metadata/endpoints`, which is also
+    what those tasks read. Tokens are asked for `<resource manager>/.default`, as azure-ai-ml does."""
+    parts = urlsplit(resource_manager.strip())
+    if parts.scheme != "https" or not parts.hostname or "." not in parts.netloc:
+        raise AmlopsError(f"the Resource Manager URL '{resource_manager}' is not an https URL of the form "
+                          "https://management.<domain>/; fix the service connection's environment URL")
+    arm = f"https://{parts.netloc}{parts.path.rstrip('/')}/"
+    domain = parts.netloc.split(".", 1)[1].lower()
+    portal = f"https://portal.{domain}/"
+    if not authority:
+        authority, portal = _metadata_endpoints(arm, timeout_s, portal)
+    return AzureCloud(name, arm, _authority_host(authority, arm), domain, portal=portal)
+
+
+def _metadata_endpoints(arm: str, timeout_s: float, portal: str) -> tuple[str, str]:
+    """(login endpoint, portal) from the cloud's metadata; AmlopsError saying what to check when it fails."""
+    import requests
+
+    url = f"{arm}metadata/endpoints?api-version={METADATA_API_VERSION}"
+    try:
+        response = requests.get(url, timeout=timeout_s, headers={"Accept": "application/json"})
+        response.raise_for_status()
+        document = response.json()
+        login = document["authentication"]["loginEndpoint"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AmlopsError(f"cannot read the cloud's sign-in endpoint from {url} ({detail}); check that the agent "
+                          "reaches the Resource Manager URL of the service connection") from None
+    return login, document.get("portalEndpoint") or portal
+
+
+def _authority_host(authority: str, arm: str) -> str:
+    """`https://login.example/` or `login.example` -> `login.example` (azure-identity takes the host)."""
+    text = authority.strip()
+    parts = urlsplit(text if "//" in text else f"https://{text}")
+    if parts.scheme != "https" or not parts.hostname:
+        raise AmlopsError(f"the sign-in endpoint '{authority}' of the cloud at {arm} is not an https URL")
+    if parts.path.strip("/").lower() == "adfs":
+        raise AmlopsError(f"the cloud at {arm} signs in with AD FS ({authority}), which amlops does not support; "
+                          "use a cloud whose identity provider is Entra ID")
+    return parts.netloc.lower()
