@@ -52,6 +52,14 @@ def test_a_run_records_steps_logs_outputs_and_metrics(workspace, mini_project: P
     assert workspace.list_runs()[0].id == run.id
 
 
+def test_a_relative_workspace_path_works_from_the_steps_folders(mini_project: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ws = LocalWorkspace("relative-ws")
+    run = publish_and_run(ws, mini_project)
+    assert run.metrics == {"auc": 0.7}
+    assert Path(run.outputs["model"]).is_absolute() and (Path(run.outputs["model"]) / "model.txt").is_file()
+
+
 def test_an_unchanged_rerun_reuses_every_step(workspace, mini_project: Path):
     first = publish_and_run(workspace, mini_project)
     second = api.submit(workspace, "mini-pipeline")

@@ -35,7 +35,8 @@ class LocalWorkspace:
     kind = "local"
 
     def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root else default_root()
+        # absolute: steps run in their snapshot's code folder and get output paths under this root
+        self.root = (Path(root) if root else default_root()).absolute()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.db = local_db.connect(self.root / "workspace.db")
