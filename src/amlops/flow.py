@@ -132,9 +132,9 @@ class Flow:
             return None
         from amlops.deploy.local import refresh
 
-        existing = [d for d in self.ws.list_deployments() if d.name == self.options.deployment_name]
-        if existing and existing[0].model_version == version and refresh(self.ws, existing[0]).status == "Healthy":
-            return existing[0]
+        existing = self.ws.find_deployment(self.options.deployment_name)
+        if existing and existing.model_version == version and refresh(self.ws, existing).status == "Healthy":
+            return existing
         return None
 
     def _smoke(self, stage: Stage) -> None:

@@ -50,7 +50,7 @@ def deploy_local(ws: LocalWorkspace, model: ModelVersion, name: str, scoring_fol
         stop_process_group(process.pid)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    previous = _existing(ws, name)
+    previous = ws.find_deployment(name)
     deployment = Deployment(name=name, model_name=model.name, model_version=model.version,
                             scoring_uri=f"http://127.0.0.1:{port}/score", status="Healthy",
                             created_at=now(), pid=process.pid, log_path=log_path)
@@ -115,10 +115,6 @@ def liveness(port: int) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _existing(ws: LocalWorkspace, name: str) -> Deployment | None:
-    return next((d for d in ws.list_deployments() if d.name == name), None)
 
 
 def _port(deployment: Deployment) -> int:

@@ -283,11 +283,15 @@ class LocalWorkspace:
                  str(deployment.log_path) if deployment.log_path else None, deployment.error))
 
     def get_deployment(self, name: str) -> Deployment:
-        row = self.db.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
-        if row is None:
+        deployment = self.find_deployment(name)
+        if deployment is None:
             raise NotFoundError(f"deployment {name} not found in {self.root}; `amlops deployments list` "
                                 "shows the deployments")
-        return _deployment(row)
+        return deployment
+
+    def find_deployment(self, name: str) -> Deployment | None:
+        row = self.db.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
+        return _deployment(row) if row else None
 
     def list_deployments(self) -> list[Deployment]:
         return [_deployment(row) for row in self.db.execute("SELECT * FROM deployments ORDER BY name")]
