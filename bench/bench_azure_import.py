@@ -22,7 +22,7 @@ CASES = {
     "python alone": "pass",
     "amlops.cli (the local flow)": "import amlops.cli",
     "azure.ai.ml": "import azure.ai.ml",
-    "amlops azure backend (azure.ai.ml, quiet)": "from amlops.workspace.azure_client import import_azure_ai_ml\n"
+    "amlops azure backend (azure.ai.ml, quiet)": "from amlops.workspace.azure.client import import_azure_ai_ml\n"
                                                  "import_azure_ai_ml()",
 }
 

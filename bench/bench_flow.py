@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from amlops.deploy.local import delete_local
+from amlops.deploy.local.target import delete_local
 from amlops.flow import Flow, FlowOptions
-from amlops.workspace.local import LocalWorkspace
+from amlops.workspace.local.workspace import LocalWorkspace
 
 REPO = Path(__file__).resolve().parents[1]
 SCORING = REPO / "training" / "scoring"

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from amlops.deploy import server_env
+from amlops.deploy.local import server_env
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO / "training" / "scoring" / "requirements.txt"

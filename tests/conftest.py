@@ -16,6 +16,6 @@ def mini_project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def workspace(tmp_path: Path):
-    from amlops.workspace.local import LocalWorkspace
+    from amlops.workspace.local.workspace import LocalWorkspace
 
     return LocalWorkspace(tmp_path / "ws")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from amlops import api
-from amlops.deploy import local
+from amlops.deploy.local import target as local
 from amlops.errors import AmlopsError
-from amlops.workspace.local import LocalWorkspace
+from amlops.workspace.local.workspace import LocalWorkspace
 from support import REPO
 
 pytestmark = pytest.mark.slow

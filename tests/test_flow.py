@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amlops.workspace.local import LocalWorkspace
+from amlops.workspace.local.workspace import LocalWorkspace
 from support import REPO
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 
 from amlops import api
 from amlops.errors import AmlopsError, NotFoundError
-from amlops.workspace.local import LocalWorkspace
+from amlops.workspace.local.workspace import LocalWorkspace
 from support import edit
 
 
@@ -150,7 +150,7 @@ def test_a_registration_that_crashes_leaves_no_half_model(workspace, tmp_path: P
 
     def crash(*args):
         raise OSError("disk full")
-    monkeypatch.setattr("amlops.workspace.local.os.replace", crash)
+    monkeypatch.setattr("amlops.workspace.local.workspace.os.replace", crash)
     with pytest.raises(OSError):
         workspace.register_model("m", source, {}, {}, None)
     monkeypatch.undo()

@@ -10,7 +10,7 @@ from amlops.workspace import Workspace
 from amlops.workspace.entities import Deployment, PublishedPipeline, Run
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure_cloud import AzureCloud
+    from amlops.workspace.azure.cloud import AzureCloud
 
 DEFAULT_MODEL_OUTPUT = "model"
 
@@ -24,12 +24,12 @@ def open_workspace(target: str = "local", *, local_path: str | Path | None = Non
     AzureChinaCloud, AzureUSGovernment, or an `AzureCloud` object for a custom cloud; default $AZURE_CLOUD or
     AzureCloud)."""
     if target == "local":
-        from amlops.workspace.local import LocalWorkspace
+        from amlops.workspace.local.workspace import LocalWorkspace
 
         return LocalWorkspace(local_path)
     if target == "azure":
         try:
-            from amlops.workspace.azure import AzureWorkspace
+            from amlops.workspace.azure.workspace import AzureWorkspace
         except ImportError:
             raise AmlopsError("the azure backend needs the Azure packages; install them with "
                               "pip install 'amlops[azure]'") from None
@@ -99,10 +99,10 @@ def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deploym
     """Serve a registered model version: the local inference server, or Azure Container Instances."""
     model = ws.get_model(model_name, model_version)
     if ws.kind == "local":
-        from amlops.deploy.local import deploy_local
+        from amlops.deploy.local.target import deploy_local
 
         return deploy_local(ws, model, deployment_name, Path(scoring_folder), entry_script)
-    from amlops.deploy.aci import deploy_aci
+    from amlops.deploy.aci.target import deploy_aci
 
     return deploy_aci(ws, model, deployment_name, Path(scoring_folder), entry_script, cpu_cores=cpu_cores,
                       memory_gb=memory_gb, auth_enabled=auth_enabled, dns_name_label=dns_name_label, force=force,

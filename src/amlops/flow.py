@@ -130,7 +130,7 @@ class Flow:
     def _serving(self, version: int) -> Deployment | None:
         if self.ws.kind != "local":
             return None
-        from amlops.deploy.local import refresh
+        from amlops.deploy.local.target import refresh
 
         existing = self.ws.find_deployment(self.options.deployment_name)
         if existing and existing.model_version == version and refresh(self.ws, existing).status == "Healthy":
@@ -145,7 +145,7 @@ class Flow:
         stage.detail = report.message if not report.passed else \
             "p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms".format(**report.latency_ms)
         if self.options.teardown and self.ws.kind == "local":
-            from amlops.deploy.local import delete_local
+            from amlops.deploy.local.target import delete_local
 
             delete_local(self.ws, self.result.deployment.name)
             stage.detail += "; service stopped (--teardown)"

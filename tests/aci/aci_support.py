@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from amlops.workspace.azure_cloud import AzureCloud
+from amlops.workspace.azure.cloud import AzureCloud
 from amlops.workspace.entities import ModelVersion
 from support import REPO, TESTS
 
@@ -278,7 +278,7 @@ def stand_in(tmp_path, tls_pair, monkeypatch):
 def trained(tmp_path_factory):
     """A local workspace with model `driver` version 1 trained by the sample pipeline (slow tests only)."""
     from amlops import api
-    from amlops.workspace.local import LocalWorkspace
+    from amlops.workspace.local.workspace import LocalWorkspace
 
     ws = LocalWorkspace(tmp_path_factory.mktemp("trained") / "ws")
     api.publish(ws, REPO / "training" / "pipeline.yml")

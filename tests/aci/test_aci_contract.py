@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import pytest
 
 from amlops import api
-from amlops.deploy import aci
-from amlops.deploy.aci import AciOptions, deploy_aci, delete_aci, get_aci, list_aci
+from amlops.deploy.aci import target as aci
+from amlops.deploy.aci.target import AciOptions, deploy_aci, delete_aci, get_aci, list_aci
 from amlops.errors import AmlopsError, NotFoundError
 from aci_support import SCORING, _env
 from fake_arm import BodyChecker, Script, Step, container_state, healthy_script, load_swagger
@@ -263,7 +263,7 @@ def test_the_generated_body_passes_the_plain_schema_validator(model):
     import jsonschema
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
-    from amlops.deploy.aci_group import GroupSpec, container_group
+    from amlops.deploy.aci.group import GroupSpec, container_group
 
     spec = GroupSpec(name="g1", location="westeurope", model_name="m", model_version=1, package_sha256="0" * 64,
                      entry_script="score.py", cpu_cores=1, memory_gb=1.5, dns_name_label="g1-label", tags={"a": "b"},
@@ -288,7 +288,7 @@ def test_scrub_removes_keys_and_sas_parts():
 def test_the_group_runs_the_real_inference_server_with_the_packaged_model(workspace, fake_arm, stand_in, trained):
     """The whole chain with the real server: package -> Azurite -> SAS -> init command -> the image contract's
     environment -> azureml-inference-server-http + score.py -> the gateway from the body -> smoke test."""
-    from amlops.deploy.server_env import server_python
+    from amlops.deploy.local.server_env import server_python
 
     stand_in.upstream_kind = str(server_python(SCORING / "requirements.txt", lambda line: None))
     fake_arm.script_for = lambda name, body: healthy_script(on_running=stand_in.run)

@@ -13,8 +13,9 @@ import pytest
 
 from aci_support import SCORING, StandIn, free_port, require
 from amlops import api
-from amlops.deploy import gateway, local
-from amlops.deploy.aci_group import GroupSpec, gateway_config_text
+from amlops.deploy.aci import gateway
+from amlops.deploy.local import target as local
+from amlops.deploy.aci.group import GroupSpec, gateway_config_text
 
 pytestmark = pytest.mark.slow
 REQUEST = SCORING / "sample-request.json"
@@ -23,7 +24,7 @@ ROWS = len(json.loads(REQUEST.read_text())["data"])
 
 @pytest.fixture(scope="module")
 def server(trained):
-    """The trained model served by the real inference server on loopback (amlops.deploy.local)."""
+    """The trained model served by the real inference server on loopback (amlops.deploy.local.target)."""
     deployment = api.deploy(trained, model_name="driver", model_version=1, deployment_name="behind-gateway",
                             scoring_folder=SCORING)
     yield deployment.scoring_uri.rsplit("/", 1)[0].removeprefix("http://")

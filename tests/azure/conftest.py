@@ -118,7 +118,7 @@ def credential():
 
 @pytest.fixture
 def test_cloud(storage):
-    from amlops.workspace.azure_cloud import AzureCloud
+    from amlops.workspace.azure.cloud import AzureCloud
 
     # a custom cloud: the public cloud's Resource Manager, with Azurite as its storage suffix
     return AzureCloud(f"AmlopsTest{storage.port}", "https://management.azure.com/", "login.microsoftonline.com",
@@ -127,7 +127,7 @@ def test_cloud(storage):
 
 @pytest.fixture
 def azure_ws(fake, credential, test_cloud):
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
     return AzureWorkspace(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, credential, cloud=test_cloud,
                           transport=fake.transport(), client_kwargs=dict(FAST_RETRIES), poll_interval_s=0)

@@ -145,7 +145,7 @@ def _example_problems(spec, operation, example: dict) -> list[str]:
 
 
 def test_sovereign_cloud_uses_its_resource_manager_and_token_scope(fake, credential, monkeypatch):
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
     forget_current_cloud(monkeypatch)
     fake.arm_host = "management.chinacloudapi.cn"
@@ -159,7 +159,7 @@ def test_sovereign_cloud_uses_its_resource_manager_and_token_scope(fake, credent
 
 
 def test_credentials_follow_the_cloud(monkeypatch):
-    from amlops.workspace.azure_cloud import make_credential, resolve_cloud
+    from amlops.workspace.azure.cloud import make_credential, resolve_cloud
 
     china = resolve_cloud(None, {"AZURE_CLOUD": "azurechinacloud"})
     assert china.name == "AzureChinaCloud"

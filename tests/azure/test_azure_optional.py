@@ -66,7 +66,7 @@ def test_the_azure_backend_without_azure_packages_says_what_to_install(without_a
 
 
 QUIET = '''
-from amlops.workspace.azure_client import import_azure_ai_ml
+from amlops.workspace.azure.client import import_azure_ai_ml
 
 azure_ai_ml = import_azure_ai_ml()
 azure_ai_ml.load_job("training/pipeline.yml")
@@ -85,7 +85,7 @@ def test_azure_ai_ml_writes_nothing_on_stderr_through_amlops():
 def test_azure_ai_ml_alone_does_write_experimental_warnings_on_stderr():
     """The problem the test above guards against (so that one can fail)."""
     pytest.importorskip("azure.ai.ml")
-    plain = QUIET.replace("from amlops.workspace.azure_client import import_azure_ai_ml", "import azure.ai.ml") \
+    plain = QUIET.replace("from amlops.workspace.azure.client import import_azure_ai_ml", "import azure.ai.ml") \
         .replace("import_azure_ai_ml()", "azure.ai.ml")
     result = subprocess.run([sys.executable, "-c", plain], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "This is an experimental class" in result.stderr

@@ -16,7 +16,7 @@ AZURE = ["--backend", "azure", "--subscription-id", SUBSCRIPTION, "--resource-gr
 @pytest.fixture
 def cli_workspace(azure_ws, monkeypatch):
     """`--backend azure` opens our AzureWorkspace, wired to the fake and Azurite like `azure_ws`."""
-    import amlops.workspace.azure as module
+    import amlops.workspace.azure.workspace as module
 
     def opened(subscription_id, resource_group, workspace_name, credential=None, cloud=None, **principal):
         assert (subscription_id, resource_group, workspace_name) == (SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def _stop_deployments(agent: Agent) -> None:
     from amlops.processes import stop_process_group
-    from amlops.workspace.local import LocalWorkspace
+    from amlops.workspace.local.workspace import LocalWorkspace
 
     workspace = agent.temp / "amlops-workspace"
     if workspace.exists():

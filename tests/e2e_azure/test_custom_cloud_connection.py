@@ -10,7 +10,7 @@ import pytest
 
 from amlops.devops import endpoint
 from amlops.errors import AmlopsError
-from amlops.workspace.azure_cloud import CLOUDS, AzureCloud, make_credential, resource_manager_cloud
+from amlops.workspace.azure.cloud import CLOUDS, AzureCloud, make_credential, resource_manager_cloud
 from devops_agent import Connection
 from stack_cloud import ARM_HOST, DOMAIN, LOGIN_HOST, RESOURCE_MANAGER, STORAGE_SUFFIX, ConnectProxy, FakeEntra, \
     FrontDoor

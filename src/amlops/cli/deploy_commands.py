@@ -38,7 +38,7 @@ def _local(ws):
     if ws.kind != "local":
         raise AmlopsError("server logs are only kept for local deployments; for ACI use "
                           "`az container logs --resource-group <group> --name <deployment>`")
-    from amlops.deploy import local
+    from amlops.deploy.local import target as local
 
     return local
 
@@ -46,20 +46,20 @@ def _local(ws):
 def _current(ws, name: str):
     """A deployment with its live status: the local server checked now, or the ACI group read now."""
     if ws.kind == "local":
-        from amlops.deploy.local import refresh
+        from amlops.deploy.local.target import refresh
 
         return refresh(ws, ws.get_deployment(name))
-    from amlops.deploy.aci import get_aci
+    from amlops.deploy.aci.target import get_aci
 
     return get_aci(ws, name)
 
 
 def _all(ws) -> list:
     if ws.kind == "local":
-        from amlops.deploy.local import refresh
+        from amlops.deploy.local.target import refresh
 
         return [refresh(ws, d) for d in ws.list_deployments()]
-    from amlops.deploy.aci import list_aci
+    from amlops.deploy.aci.target import list_aci
 
     return list_aci(ws)
 
@@ -107,7 +107,7 @@ def deployments_delete(ws, name: str) -> None:
         deployment = _local(ws).delete_local(ws, name)
         click.echo(f"deleted {deployment.name} (stopped pid {deployment.pid})")
         return
-    from amlops.deploy.aci import delete_aci
+    from amlops.deploy.aci.target import delete_aci
 
     click.echo(f"deleted {delete_aci(ws, name).name}")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amlops.errors import AmlopsError
-from amlops.workspace.azure_cloud import CLOUDS, AzureCloud, resource_manager_cloud
+from amlops.workspace.azure.cloud import CLOUDS, AzureCloud, resource_manager_cloud
 
 CLOUD_NAMES = {"AZURECLOUD": "AzureCloud", "AZURECHINACLOUD": "AzureChinaCloud",
                "AZUREUSGOVERNMENT": "AzureUSGovernment"}

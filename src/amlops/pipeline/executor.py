@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from amlops.pipeline.model import COMMAND_REFERENCE, OPTIONAL_GROUP, Pipeline, Step
 from amlops.processes import log_tail
-from amlops.workspace.local_db import dumps, loads
-from amlops.workspace.snapshot import content_hash
+from amlops.workspace.local.db import dumps, loads
+from amlops.workspace.local.snapshot import content_hash
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "std_log.txt"

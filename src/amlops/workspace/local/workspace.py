@@ -19,10 +19,10 @@ from pathlib import Path
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.loader import datastore_reference, load_pipeline
 from amlops.processes import process_alive
-from amlops.workspace import local_db
+from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
-from amlops.workspace.local_db import dumps, loads, now, write_transaction
-from amlops.workspace.snapshot import content_hash, copy_snapshot, snapshot_root
+from amlops.workspace.local.db import dumps, loads, now, write_transaction
+from amlops.workspace.local.snapshot import content_hash, copy_snapshot, snapshot_root
 
 DEFAULT_ROOT = ".amlops"
 

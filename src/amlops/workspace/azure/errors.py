@@ -26,7 +26,7 @@ ROLE_HINTS = (
 def translated(what: str) -> Iterator[None]:
     """Turn Azure SDK errors raised inside into AmlopsError naming `what` (e.g. "component train:1"); what
     the SDK prints on stderr meanwhile goes to stdout (see azure_client)."""
-    from amlops.workspace.azure_client import stderr_to_stdout
+    from amlops.workspace.azure.client import stderr_to_stdout
 
     try:
         with stderr_to_stdout():

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from amlops.errors import AmlopsError
-from amlops.workspace.azure_cloud import AzureCloud, make_credential, resolve_cloud
+from amlops.workspace.azure.cloud import AzureCloud, make_credential, resolve_cloud
 from amlops.workspace.entities import ModelVersion, PublishedPipeline, Run
 
 
@@ -59,7 +59,7 @@ class AzureWorkspace:
     @property
     def ml_client(self) -> Any:
         if self._ml_client is None:
-            from amlops.workspace.azure_client import build_ml_client
+            from amlops.workspace.azure.client import build_ml_client
 
             self._ml_client = build_ml_client(self)
         return self._ml_client
@@ -70,67 +70,67 @@ class AzureWorkspace:
                          publish_endpoint: bool = False) -> PublishedPipeline:
         """Validate (ours, then azure-ai-ml's), register the components as `version` and the pipeline as a
         pipeline component; with publish_endpoint also deploy it under a batch endpoint."""
-        from amlops.workspace import azure_pipelines
+        from amlops.workspace.azure import pipelines
 
-        return azure_pipelines.publish(self, Path(pipeline_file), name, version, publish_endpoint)
+        return pipelines.publish(self, Path(pipeline_file), name, version, publish_endpoint)
 
     def get_pipeline(self, name: str, version: str | None = None) -> PublishedPipeline:
-        from amlops.workspace import azure_pipelines
+        from amlops.workspace.azure import pipelines
 
-        return azure_pipelines.get(self, name, version)
+        return pipelines.get(self, name, version)
 
     def list_pipelines(self) -> list[PublishedPipeline]:
-        from amlops.workspace import azure_pipelines
+        from amlops.workspace.azure import pipelines
 
-        return azure_pipelines.list_all(self)
+        return pipelines.list_all(self)
 
     # runs
 
     def submit_run(self, pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
                    tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None) -> Run:
-        from amlops.workspace import azure_runs
+        from amlops.workspace.azure import runs
 
-        return azure_runs.submit(self, pipeline, overrides, experiment, tags, timeout_s, reuse, on_event)
+        return runs.submit(self, pipeline, overrides, experiment, tags, timeout_s, reuse, on_event)
 
     def get_run(self, run_id: str) -> Run:
-        from amlops.workspace import azure_runs
+        from amlops.workspace.azure import runs
 
-        return azure_runs.get(self, run_id)
+        return runs.get(self, run_id)
 
     def list_runs(self, limit: int = 20) -> list[Run]:
-        from amlops.workspace import azure_runs
+        from amlops.workspace.azure import runs
 
-        return azure_runs.list_recent(self, limit)
+        return runs.list_recent(self, limit)
 
     def run_output(self, run: Run, output: str) -> Any:
         """`azureml://jobs/<job>/outputs/<output>` (a str): register_model takes it as the model's path."""
-        from amlops.workspace import azure_runs
+        from amlops.workspace.azure import runs
 
-        return azure_runs.output_uri(run, output)
+        return runs.output_uri(run, output)
 
     # models
 
     def register_model(self, name: str, source: Any, tags: dict[str, str], properties: dict[str, str],
                        run_id: str | None = None) -> ModelVersion:
         """A custom_model version from a job output URI (or local files), the metrics and lineage as tags."""
-        from amlops.workspace import azure_models
+        from amlops.workspace.azure import models
 
-        return azure_models.register(self, name, source, tags, properties, run_id)
+        return models.register(self, name, source, tags, properties, run_id)
 
     def get_model(self, name: str, version: int | None = None) -> ModelVersion:
-        from amlops.workspace import azure_models
+        from amlops.workspace.azure import models
 
-        return azure_models.get(self, name, version)
+        return models.get(self, name, version)
 
     def latest_model(self, name: str) -> ModelVersion | None:
-        from amlops.workspace import azure_models
+        from amlops.workspace.azure import models
 
-        return azure_models.latest(self, name)
+        return models.latest(self, name)
 
     def list_models(self, name: str | None = None) -> list[ModelVersion]:
-        from amlops.workspace import azure_models
+        from amlops.workspace.azure import models
 
-        return azure_models.list_versions(self, name)
+        return models.list_versions(self, name)
 
     # datastores
 
@@ -138,22 +138,22 @@ class AzureWorkspace:
                             container: str = "trainingdata", storage_account: str | None = None) -> str:
         """Upload to a blob container (default `trainingdata` in the workspace's storage account) and register an
         identity-based AzureBlobDatastore for it; returns azureml://datastores/<datastore>/paths/<path>."""
-        from amlops.workspace import azure_storage
+        from amlops.workspace.azure import storage
 
-        return azure_storage.upload(self, datastore, Path(file), path, container, storage_account)
+        return storage.upload(self, datastore, Path(file), path, container, storage_account)
 
     # what the ACI deployer needs
 
     def location(self) -> str:
         """The workspace's Azure region, e.g. 'westeurope'."""
-        from amlops.workspace.azure_errors import translated
+        from amlops.workspace.azure.errors import translated
 
         with translated(f"workspace {self.workspace_name}"):
             return self.ml_client.workspaces.get(self.workspace_name).location
 
     def default_storage(self) -> tuple[str, str]:
         """(account name, blob endpoint URL) of the storage account behind the workspace's default datastore."""
-        from amlops.workspace.azure_errors import translated
+        from amlops.workspace.azure.errors import translated
 
         with translated(f"the default datastore of workspace {self.workspace_name}"):
             datastore = self.ml_client.datastores.get_default()
@@ -163,9 +163,9 @@ class AzureWorkspace:
         """The files of a registered model version, downloaded under `destination`; returns the folder that holds
         them as AZUREML_MODEL_DIR does in an Azure ML deployment (`destination/<name>/`, e.g. `.../model/model.txt`
         for a model registered from a folder named `model`)."""
-        from amlops.workspace import azure_models
+        from amlops.workspace.azure import models
 
-        return azure_models.download(self, model, Path(destination))
+        return models.download(self, model, Path(destination))
 
 
 def _blob_endpoint(datastore: Any) -> str:

@@ -18,14 +18,14 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from amlops.deploy.server_env import server_python
+from amlops.deploy.local.server_env import server_python
 from amlops.errors import AmlopsError
 from amlops.processes import command_line, log_tail, process_alive, stop_process_group
 
 __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process_alive"]
 from amlops.workspace.entities import Deployment, ModelVersion
-from amlops.workspace.local import LocalWorkspace
-from amlops.workspace.local_db import now
+from amlops.workspace.local.workspace import LocalWorkspace
+from amlops.workspace.local.db import now
 
 LIVENESS_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 25

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from amlops.deploy import gateway
+from amlops.deploy.aci import gateway
 from amlops.errors import AmlopsError
 
 DEFAULT_IMAGE = "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"

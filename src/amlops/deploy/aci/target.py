@@ -29,10 +29,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from amlops.deploy import aci_group
-from amlops.deploy.aci_group import GroupSpec, check_name
-from amlops.deploy.aci_storage import DeploymentStorage, build_package
-from amlops.deploy.gateway import Tls
+from amlops.deploy.aci import group as aci_group
+from amlops.deploy.aci.group import GroupSpec, check_name
+from amlops.deploy.aci.storage import DeploymentStorage, build_package
+from amlops.deploy.aci.gateway import Tls
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.workspace.entities import Deployment, ModelVersion
 

@@ -6,11 +6,11 @@ import dataclasses
 import re
 from typing import TYPE_CHECKING
 
-from amlops.workspace.azure_errors import translated
-from amlops.workspace.azure_pipelines import TAG_COMPUTE, AzurePublishedPipeline, get_component
+from amlops.workspace.azure.errors import translated
+from amlops.workspace.azure.pipelines import TAG_COMPUTE, AzurePublishedPipeline, get_component
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
 
 def endpoint_name(pipeline_name: str) -> str:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.types import coerce
-from amlops.workspace.azure_errors import translated
-from amlops.workspace.azure_pipelines import TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, get_component
+from amlops.workspace.azure.errors import translated
+from amlops.workspace.azure.pipelines import TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, get_component
 from amlops.workspace.entities import TERMINAL_STATUSES, PublishedPipeline, Run, StepRun
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
 METRICS_OUTPUT, METRICS_FILE = "metrics", "metrics.json"
 TAG_PIPELINE = "amlops.pipeline"

@@ -20,12 +20,12 @@ import yaml
 from amlops.errors import AmlopsError, NotFoundError, PipelineValidationError
 from amlops.pipeline.loader import load_pipeline
 from amlops.pipeline.model import Pipeline
-from amlops.workspace.azure_errors import translated
+from amlops.workspace.azure.errors import translated
 from amlops.workspace.entities import PublishedPipeline
-from amlops.workspace.snapshot import content_hash, snapshot_root
+from amlops.workspace.local.snapshot import content_hash, snapshot_root
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
 TAG_SOURCE, TAG_HASH, TAG_EXPERIMENT = "amlops.source", "amlops.content_hash", "amlops.experiment_name"
 TAG_COMPUTE, TAG_INPUTS = "amlops.default_compute", "amlops.inputs"
@@ -64,7 +64,7 @@ def publish(ws: "AzureWorkspace", pipeline_file: Path, name: str | None, version
                for step, component in components.items()}
         published = _register_pipeline(ws, pipeline, name, version, digest, ids)
     if publish_endpoint:
-        from amlops.workspace.azure_endpoints import deploy_pipeline_endpoint
+        from amlops.workspace.azure.endpoints import deploy_pipeline_endpoint
 
         published = deploy_pipeline_endpoint(ws, published)
     return published
@@ -73,7 +73,7 @@ def publish(ws: "AzureWorkspace", pipeline_file: Path, name: str | None, version
 def validate_with_azure_ai_ml(pipeline: Pipeline) -> dict[str, Any]:
     """azure-ai-ml's own validation: load_job of the pipeline and load_component(...)._validate() of each
     component; returns the loaded components by step."""
-    from amlops.workspace.azure_client import import_azure_ai_ml
+    from amlops.workspace.azure.client import import_azure_ai_ml
 
     azure_ai_ml = import_azure_ai_ml()
     problems: list[str] = []
@@ -165,7 +165,7 @@ def _step_hash(pipeline: Pipeline, step: str) -> str:
 
 def _register_pipeline(ws: "AzureWorkspace", pipeline: Pipeline, name: str, version: str, digest: str,
                        step_ids: dict[str, str]) -> AzurePublishedPipeline:
-    from amlops.workspace.azure_client import import_azure_ai_ml
+    from amlops.workspace.azure.client import import_azure_ai_ml
 
     document = yaml.safe_load(pipeline.path.read_text(encoding="utf-8"))
     spec = _pipeline_component_spec(document, pipeline, name, version, digest, step_ids)

@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
 QUIET_LOGGERS = (
     "azure.ai.ml._utils._experimental",  # "Class X: This is an experimental class..."

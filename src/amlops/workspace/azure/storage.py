@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from amlops.errors import AmlopsError
-from amlops.workspace.azure_errors import translated
+from amlops.workspace.azure.errors import translated
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
 DEFAULT_CONTAINER = "trainingdata"
 

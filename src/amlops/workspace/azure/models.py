@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from amlops.errors import AmlopsError, NotFoundError
-from amlops.workspace.azure_errors import translated
-from amlops.workspace.azure_runs import AzureMLUri
+from amlops.workspace.azure.errors import translated
+from amlops.workspace.azure.runs import AzureMLUri
 from amlops.workspace.entities import ModelVersion
 
 if TYPE_CHECKING:
-    from amlops.workspace.azure import AzureWorkspace
+    from amlops.workspace.azure.workspace import AzureWorkspace
 
 
 def register(ws: "AzureWorkspace", name: str, source: Any, tags: dict[str, str], properties: dict[str, str],
