@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from amlops import names
 from amlops.errors import AmlopsError
 from amlops.gate import Gate, GateDecision, judge
 from amlops.workspace import Workspace
@@ -41,6 +42,11 @@ def open_workspace(target: str = "local", *, local_path: str | Path | None = Non
 
 def publish(ws: Workspace, pipeline_file: str | Path, *, name: str | None = None, version: str | None = None,
             publish_endpoint: bool = False) -> PublishedPipeline:
+    """Validate and snapshot a pipeline as name:version. Names follow Azure ML's rules on every backend
+    (`amlops.names`); on Azure the pipeline is a component, whose name azure-ai-ml wants lowercase with '_'
+    (safe-driver-training is published as safe_driver_training)."""
+    names.check_optional(names.PIPELINE, name, "name")
+    names.check_optional(names.PIPELINE_VERSION, version, "version")
     if publish_endpoint and ws.kind == "local":
         raise AmlopsError("publishEndpoint needs an Azure ML workspace; the local workspace has no endpoints")
     if publish_endpoint:
@@ -54,6 +60,9 @@ def submit(ws: Workspace, pipeline_name: str, *, version: str | None = None,
            on_progress: Callable[[str], None] | None = None,
            on_event: Callable[[str, str, str], None] | None = None) -> Run:
     """Run a published pipeline and wait until it ends; the returned Run says how it ended."""
+    names.check(names.PIPELINE, pipeline_name, "pipeline_name")
+    names.check_optional(names.PIPELINE_VERSION, version, "version")
+    names.check_optional(names.EXPERIMENT, experiment, "experiment")
     pipeline = ws.get_pipeline(pipeline_name, version)
     if on_event is None and on_progress is not None:
         on_event = _progress_lines(on_progress)
@@ -71,6 +80,8 @@ def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate =
                        model_output: str = DEFAULT_MODEL_OUTPUT,
                        tags: dict[str, str] | None = None) -> GateDecision:
     """The validation gate, then registration with the metrics and lineage as tags."""
+    names.check(names.MODEL, model_name, "model_name")
+    names.check(names.OUTPUT, model_output, "model_output")
     if run.status != "Completed":
         raise AmlopsError(f"run {run.id} ended {run.status}, so its model cannot be registered"
                           + (f": {run.error.splitlines()[0]}" if run.error else ""))
@@ -97,6 +108,10 @@ def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deploym
            memory_gb: float = 1.5, auth_enabled: bool = True, dns_name_label: str | None = None,
            force: bool = False, location: str | None = None) -> Deployment:
     """Serve a registered model version: the local inference server, or Azure Container Instances."""
+    names.check(names.MODEL, model_name, "model_name")
+    if model_version is not None:
+        names.model_version(model_version, "model_version")
+    names.check(names.DEPLOYMENT, deployment_name, "deployment_name")
     model = ws.get_model(model_name, model_version)
     if ws.kind == "local":
         from amlops.deploy.local.target import deploy_local

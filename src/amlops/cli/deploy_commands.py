@@ -6,23 +6,23 @@ from pathlib import Path
 
 import click
 
-from amlops import api
-from amlops.cli.options import model_reference, table, workspace_options
+from amlops import api, names
+from amlops.cli.options import checked, model_reference, table, workspace_options
 from amlops.errors import AmlopsError
 from amlops.smoke import parse_expected
 
 
 @click.command()
-@click.argument("model")
-@click.option("--name", "deployment_name", required=True, help="Deployment name; redeploying a name "
-              "switches it to the new model version.")
+@click.argument("model", callback=model_reference)
+@click.option("--name", "deployment_name", required=True, callback=checked(names.DEPLOYMENT),
+              help="Deployment name; redeploying a name switches it to the new model version.")
 @click.option("--scoring-folder", type=click.Path(file_okay=False, path_type=Path), default="training/scoring",
               show_default=True, help="Folder with the entry script and its requirements.txt.")
 @click.option("--entry-script", default="score.py", show_default=True)
 @workspace_options
-def deploy(ws, model: str, deployment_name: str, scoring_folder: Path, entry_script: str) -> None:
+def deploy(ws, model: tuple[str, int | None], deployment_name: str, scoring_folder: Path, entry_script: str) -> None:
     """Serve MODEL (NAME or NAME:VERSION, default the latest) with the Azure ML inference server."""
-    name, version = model_reference(model)
+    name, version = model
     deployment = api.deploy(ws, model_name=name, model_version=version, deployment_name=deployment_name,
                             scoring_folder=scoring_folder, entry_script=entry_script)
     click.echo(f"deployed {deployment.model_name}:{deployment.model_version} as {deployment.name}: "
@@ -74,7 +74,7 @@ def deployments_list(ws) -> None:
 
 
 @deployments.command("show")
-@click.argument("name")
+@click.argument("name", callback=checked(names.DEPLOYMENT))
 @workspace_options
 def deployments_show(ws, name: str) -> None:
     """One deployment; exits 1 if it is not healthy."""
@@ -87,7 +87,7 @@ def deployments_show(ws, name: str) -> None:
 
 
 @deployments.command("logs")
-@click.argument("name")
+@click.argument("name", callback=checked(names.DEPLOYMENT))
 @click.option("--tail", type=int, default=50, show_default=True, help="How many lines.")
 @workspace_options
 def deployments_logs(ws, name: str, tail: int) -> None:
@@ -99,7 +99,7 @@ def deployments_logs(ws, name: str, tail: int) -> None:
 
 
 @deployments.command("delete")
-@click.argument("name")
+@click.argument("name", callback=checked(names.DEPLOYMENT))
 @workspace_options
 def deployments_delete(ws, name: str) -> None:
     """Stop the service (the local server, or the ACI container group) and forget the deployment."""

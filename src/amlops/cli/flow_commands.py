@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from amlops.cli.options import workspace_options
+from amlops import names
+from amlops.cli.options import checked, workspace_options
 from amlops.cli.progress import ProgressPrinter
 from amlops.flow import Flow, FlowOptions, FlowResult, Stage
 from amlops.gate import Gate
@@ -18,8 +19,8 @@ from amlops.pipeline.loader import parse_overrides
                 default="training/pipeline.yml")
 @click.option("--set", "assignments", multiple=True, metavar="inputs.NAME=VALUE",
               help="Override a pipeline input (repeatable).")
-@click.option("--model-name", default="safe-driver-model", show_default=True)
-@click.option("--deployment-name", default="safe-driver", show_default=True)
+@click.option("--model-name", default="safe-driver-model", show_default=True, callback=checked(names.MODEL))
+@click.option("--deployment-name", default="safe-driver", show_default=True, callback=checked(names.DEPLOYMENT))
 @click.option("--no-evaluation", is_flag=True, help="Register the model without comparing it (RUN_EVALUATION off).")
 @click.option("--metric", default="auc", show_default=True, help="The metric the gate compares.")
 @click.option("--lower-is-better", is_flag=True, help="For metrics such as log_loss.")

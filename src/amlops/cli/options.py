@@ -7,7 +7,7 @@ from typing import Callable
 
 import click
 
-from amlops import api
+from amlops import api, names
 from amlops.workspace import Workspace
 
 
@@ -50,13 +50,27 @@ def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
     return tags
 
 
-def model_reference(text: str) -> tuple[str, int | None]:
-    """`name` or `name:version`."""
-    name, _, version = text.partition(":")
-    if version and not version.isdigit():
-        raise click.BadParameter(f"{text!r}: expected NAME or NAME:VERSION with a numeric version",
-                                 param_hint="MODEL")
-    return name, int(version) if version else None
+def checked(rule: names.NameRule) -> Callable:
+    """A click callback holding an option or argument to its name rule while the command line is parsed, so a
+    bad name is one line and the workspace is neither opened nor written."""
+    def callback(ctx: click.Context, param: click.Parameter, value):
+        if value is None:
+            return value
+        return names.check(rule, value, _where(param))
+    return callback
+
+
+def model_reference(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, int | None] | None:
+    """A click callback: MODEL as `name` or `name:version` -> (name, version or None)."""
+    return None if value is None else names.model_reference(value, _where(param))
+
+
+def datastore_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else names.datastore_path(value, _where(param))
+
+
+def _where(param: click.Parameter) -> str:
+    return param.human_readable_name if isinstance(param, click.Argument) else max(param.opts, key=len)
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
@@ -66,4 +80,4 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["workspace_options", "parse_tags", "model_reference", "table", "Workspace"]
+__all__ = ["workspace_options", "parse_tags", "checked", "model_reference", "datastore_path", "table", "Workspace"]

@@ -7,16 +7,19 @@ from pathlib import Path
 
 import click
 
-from amlops import api
-from amlops.cli.options import model_reference, parse_tags, table, workspace_options
+from amlops import api, names
+from amlops.cli.options import checked, datastore_path, model_reference, parse_tags, table, workspace_options
+from amlops.errors import AmlopsError
 from amlops.cli.progress import ProgressPrinter
 from amlops.pipeline.loader import parse_overrides
 
 
 @click.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False), default="training/pipeline.yml")
-@click.option("--name", help="Name to publish under [default: from the YAML's display_name].")
-@click.option("--version", help="Version, e.g. a build id [default: the next number].")
+@click.option("--name", callback=checked(names.PIPELINE),
+              help="Name to publish under [default: from the YAML's display_name].")
+@click.option("--version", callback=checked(names.PIPELINE_VERSION),
+              help="Version, e.g. a build id [default: the next number].")
 @workspace_options
 def publish(ws, pipeline_file: str, name: str | None, version: str | None) -> None:
     """Validate PIPELINE_FILE (an Azure ML v2 pipeline job YAML) and snapshot it, with its components,
@@ -26,11 +29,12 @@ def publish(ws, pipeline_file: str, name: str | None, version: str | None) -> No
 
 
 @click.command()
-@click.argument("pipeline")
-@click.option("--version", help="Pipeline version [default: the latest].")
+@click.argument("pipeline", callback=checked(names.PIPELINE))
+@click.option("--version", callback=checked(names.PIPELINE_VERSION), help="Pipeline version [default: the latest].")
 @click.option("--set", "assignments", multiple=True, metavar="inputs.NAME=VALUE",
               help="Override a pipeline input, e.g. --set inputs.learning_rate=0.05 (repeatable).")
-@click.option("--experiment", help="Experiment name [default: the YAML's experiment_name].")
+@click.option("--experiment", callback=checked(names.EXPERIMENT),
+              help="Experiment name [default: the YAML's experiment_name].")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable).")
 @click.option("--timeout", type=float, help="Cancel the run after this many seconds.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
@@ -64,7 +68,7 @@ def runs_list(ws, limit: int) -> None:
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", callback=checked(names.RUN))
 @workspace_options
 def runs_show(ws, run_id: str) -> None:
     """A run's steps with their status, its parameters, outputs and metrics."""
@@ -98,18 +102,23 @@ def models() -> None:
 
 
 @models.command("register")
-@click.argument("name")
+@click.argument("name", callback=checked(names.MODEL))
 @click.option("--path", "source", type=click.Path(exists=True, path_type=Path), help="Model file or folder.")
-@click.option("--run", "run_id", help="Register the model output of this run instead of --path.")
-@click.option("--output", default="model", show_default=True, help="The run output holding the model.")
+@click.option("--run", "run_id", callback=checked(names.RUN),
+              help="Register the model output of this run (which must have Completed) instead of --path.")
+@click.option("--output", default="model", show_default=True, callback=checked(names.OUTPUT),
+              help="The run output holding the model.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
 @workspace_options
 def models_register(ws, name: str, source: Path | None, run_id: str | None, output: str,
                     tags: tuple[str, ...]) -> None:
-    """Register a new version of model NAME from a file/folder or a run's output (no gate)."""
+    """Register a new version of model NAME from a file/folder or a Completed run's output (no gate)."""
     if bool(source) == bool(run_id):
-        raise click.UsageError("give exactly one of --path or --run")
+        raise AmlopsError("give exactly one of --path or --run")
     run = ws.get_run(run_id) if run_id else None
+    if run is not None and run.status != "Completed":
+        raise AmlopsError(f"--run {run.id}: the run ended {run.status}, so its outputs are not a model to register; "
+                          "register the output of a Completed run")
     files = ws.run_output(run, output) if run else source
     all_tags = {**({k: str(v) for k, v in run.metrics.items()} if run else {}), **parse_tags(tags)}
     model = ws.register_model(name, files, all_tags, {}, run.id if run else None)
@@ -117,7 +126,7 @@ def models_register(ws, name: str, source: Path | None, run_id: str | None, outp
 
 
 @models.command("list")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=checked(names.MODEL))
 @workspace_options
 def models_list(ws, name: str | None) -> None:
     """Registered model versions (of NAME, or all)."""
@@ -127,11 +136,11 @@ def models_list(ws, name: str | None) -> None:
 
 
 @models.command("show")
-@click.argument("model")
+@click.argument("model", callback=model_reference)
 @workspace_options
-def models_show(ws, model: str) -> None:
+def models_show(ws, model: tuple[str, int | None]) -> None:
     """One model version (MODEL is NAME or NAME:VERSION; default the latest)."""
-    found = ws.get_model(*model_reference(model))
+    found = ws.get_model(*model)
     click.echo(json.dumps({"name": found.name, "version": found.version, "path": str(found.path),
                            "run_id": found.run_id, "created_at": found.created_at, "tags": found.tags,
                            "properties": found.properties}, indent=2))
@@ -155,8 +164,9 @@ def datastore() -> None:
 @datastore.command("upload")
 @click.option("--file", "file", required=True, type=click.Path(path_type=Path), help="The file to upload.")
 @click.option("--datastore", "datastore_name", default="training_data", show_default=True,
-              help="Datastore name (the pipeline variable DATASTORE_NAME).")
-@click.option("--path", "target_path", help="Path inside the datastore (DATAFILE_NAME) [default: file name].")
+              callback=checked(names.DATASTORE), help="Datastore name (the pipeline variable DATASTORE_NAME).")
+@click.option("--path", "target_path", callback=datastore_path,
+              help="Path inside the datastore (DATAFILE_NAME) [default: file name].")
 @click.option("--container", default="trainingdata", show_default=True, help="Blob container (azure backend).")
 @click.option("--storage-account", help="Storage account (azure backend).")
 @workspace_options

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from amlops import names
 from amlops.devops import endpoint
 from amlops.devops.runtime import TaskContext, TaskFailed
 from amlops.devops.summary import latency_table, metrics_table, properties, table
@@ -53,6 +54,15 @@ def _no_macro(ctx: TaskContext, name: str) -> str | None:
     return None if not value or "$(" in value else value
 
 
+def check_names(ctx: TaskContext, rules: dict[str, names.NameRule]) -> None:
+    """Hold each name input to its rule before anything is opened or written; an empty optional input (or an
+    unexpanded `$(variable)`) means the default and is not checked."""
+    for name, rule in rules.items():
+        value = _no_macro(ctx, name)
+        if value is not None:
+            names.check(rule, value, f"input '{name}'")
+
+
 def parse_parameters(text: str) -> dict[str, str]:
     """`key=value` lines (blank lines and `#` comments ignored) -> dict; AmlopsError names a bad line."""
     parameters: dict[str, str] = {}
@@ -72,6 +82,7 @@ def parse_parameters(text: str) -> dict[str, str]:
 def publish_pipeline(ctx: TaskContext) -> str:
     from amlops import api
 
+    check_names(ctx, {"pipelineName": names.PIPELINE, "pipelineVersion": names.PIPELINE_VERSION})
     pipeline_file = ctx.existing_path("pipelineFile")
     publish_endpoint = bool(ctx.inputs["publishEndpoint"])
     if publish_endpoint and ctx.inputs["target"] == "local":
@@ -95,6 +106,9 @@ def run_pipeline(ctx: TaskContext) -> str:
     from amlops import api
     from amlops.gate import Gate
 
+    check_names(ctx, {"pipelineName": names.PIPELINE, "pipelineVersion": names.PIPELINE_VERSION,
+                      "experimentName": names.EXPERIMENT, "modelName": names.MODEL, "modelOutput": names.OUTPUT,
+                      "metricsOutput": names.OUTPUT})
     overrides = parse_parameters(ctx.text("parameters"))
     gate = Gate(enabled=bool(ctx.inputs["runEvaluation"]), metric=ctx.text("evaluationMetric") or "auc",
                 higher_is_better=ctx.inputs["metricDirection"] != "lower",
@@ -168,12 +182,13 @@ def _report_decision(ctx: TaskContext, decision: Any) -> str:
 def deploy_aci(ctx: TaskContext) -> str:
     from amlops import api
 
+    check_names(ctx, {"modelName": names.MODEL, "deploymentName": names.DEPLOYMENT})
+    version = _model_version(ctx.text("modelVersion"))
     folder = ctx.existing_path("scoringFolder", kind="folder")
     entry_script = ctx.text("entryScript") or "score.py"
     if not (folder / entry_script).is_file():
         raise AmlopsError(f"entry script {entry_script} not found in {folder}; check the entryScript and "
                           "scoringFolder inputs")
-    version = _model_version(ctx.text("modelVersion"))
     workspace = open_workspace(ctx)
     ctx.log.setprogress(10, "deploying")
     deployment = api.deploy(
@@ -200,14 +215,7 @@ def deploy_aci(ctx: TaskContext) -> str:
 def _model_version(text: str) -> int | None:
     if not text or "$(" in text:
         return None
-    try:
-        version = int(text)
-    except ValueError:
-        version = 0
-    if version < 1:
-        raise AmlopsError(f"input 'modelVersion' must be a registered version number (1, 2, ...) or empty for "
-                          f"the latest, got '{text}'")
-    return version
+    return names.model_version(text, "input 'modelVersion'")
 
 
 # -- AmlSmokeTest ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from amlops import names
 from amlops.pipeline.model import (
     COMMAND_REFERENCE, INPUT_TYPES, OPTIONAL_GROUP, OUTPUT_TYPES, Component, InputSpec, OutputSpec,
 )
@@ -43,7 +44,7 @@ def parse_component(document: YamlMap, path: Path, problems: list[str]) -> Compo
         problems.append(f"{where(path, document, 'name')}: component name '{name}' is invalid; use lowercase "
                         "letters, digits, '_', '-' and '.', starting with a letter or '_'")
     inputs = _parse_inputs(document.get("inputs") or {}, path, problems)
-    declared = set(document.get("inputs") or {}) | set(document.get("outputs") or {})
+    declared = _names(document.get("inputs")) | _names(document.get("outputs"))
     outputs = _parse_outputs(document.get("outputs") or {}, path, problems)
     code = _check_code(document, path, problems)
     command = str(document.get("command") or "")
@@ -83,6 +84,10 @@ def _parse_inputs(section: Any, path: Path, problems: list[str]) -> dict[str, In
 def _parse_outputs(section: Any, path: Path, problems: list[str]) -> dict[str, OutputSpec]:
     specs: dict[str, OutputSpec] = {}
     for name, spec in _mapping_items(section, path, "outputs", problems):
+        if not names.OUTPUT.matches(str(name)):
+            problems.append(f"{where(path, section, name)}: output name {names.shown(name)} is invalid: an output "
+                            f"name may contain only {names.OUTPUT.allowed} (Azure ML's rule); rename it")
+            continue
         kind = spec.get("type", "uri_folder") if isinstance(spec, dict) else "uri_folder"
         check_fields(spec, OUTPUT_FIELDS, path, f"output '{name}'", problems)
         if kind not in OUTPUT_TYPES:
@@ -90,6 +95,10 @@ def _parse_outputs(section: Any, path: Path, problems: list[str]) -> dict[str, O
                             f"use one of {', '.join(OUTPUT_TYPES)}")
         specs[name] = OutputSpec(name=name, type=kind)
     return specs
+
+
+def _names(section: Any) -> set[str]:
+    return set(section) if isinstance(section, dict) else set()
 
 
 def _mapping_items(section: Any, path: Path, what: str, problems: list[str]) -> list[tuple[str, Any]]:

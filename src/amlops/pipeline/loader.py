@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from amlops.errors import PipelineValidationError
+from amlops import names
+from amlops.errors import AmlopsError, PipelineValidationError
 from amlops.pipeline.components import load_component, parse_component
 from amlops.pipeline.model import (
     ANY_EXPRESSION, ASSET_TYPES, INPUT_TYPES, OUTPUT_TYPES, Binding, Component, OutputSpec, Pipeline,
@@ -16,6 +17,7 @@ from amlops.pipeline.model import (
 )
 from amlops.pipeline.types import coerce, kind_of, type_problem
 from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, where
+from amlops.workspace.local.snapshot import check_regular
 
 PIPELINE_FIELDS = {
     "$schema", "type", "name", "display_name", "description", "experiment_name", "tags", "properties",
@@ -31,17 +33,24 @@ SETTINGS_FIELDS = {"default_compute", "default_datastore", "continue_on_step_fai
 DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
 
 
-def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None) -> Pipeline:
-    """Load and validate a pipeline job YAML file; raise PipelineValidationError listing every problem."""
+def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None,
+                  repository: Path | None = None) -> Pipeline:
+    """Load and validate a pipeline job YAML file; raise PipelineValidationError listing every problem.
+
+    Every file the YAML names (components, code, conda files, local inputs) must be inside `repository`
+    (default: the git repository holding the pipeline file, or its folder outside git); a path given in
+    `overrides` (`--set inputs.x=PATH`) is the user's explicit choice and may be anywhere."""
     path = Path(path).resolve()
     document = load_yaml(path, "pipeline")
+    repository = (repository or repository_root(path)).resolve()
     problems: list[str] = []
     _check_top_level(document, path, problems)
     inputs = _parse_pipeline_inputs(document.get("inputs") or {}, path, problems)
     _apply_overrides(inputs, overrides or {}, path, problems)
-    _check_local_paths(inputs, document.get("inputs") or {}, path, problems)
+    _check_local_paths(inputs, set(overrides or {}), document.get("inputs") or {}, repository, path, problems)
     outputs = _parse_pipeline_outputs(document.get("outputs") or {}, path, problems)
     steps, files = _parse_steps(document.get("jobs"), path, problems)
+    _check_component_files(files, repository, path, problems)
     broken = set(document.get("jobs") or {}) - set(steps) if isinstance(document.get("jobs"), dict) else set()
     _check_bindings(document, steps, broken, inputs, outputs, path, problems)
     order = _topological_order(document, steps, path, problems)
@@ -54,8 +63,16 @@ def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None) -> 
         experiment_name=str(document.get("experiment_name") or "default"),
         inputs=inputs, outputs=outputs, steps=steps, order=order,
         continue_on_step_failure=bool(settings.get("continue_on_step_failure", False)),
-        files=tuple(sorted(files | {path} | _local_input_files(inputs))),
+        files=tuple(sorted(files | {path} | _local_input_files(inputs))), repository=repository,
     )
+
+
+def repository_root(pipeline_path: Path) -> Path:
+    """The git work tree holding the pipeline file (the nearest folder with a .git), else the file's folder."""
+    for folder in pipeline_path.parents:
+        if (folder / ".git").exists():
+            return folder
+    return pipeline_path.parent
 
 
 def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -81,7 +98,11 @@ def _check_top_level(document: YamlMap, path: Path, problems: list[str]) -> None
     if document.get("type", "pipeline") != "pipeline":
         problems.append(f"{where(path, document, 'type')}: expected 'type: pipeline', "
                         f"got '{document.get('type')}'")
-    check_fields(document.get("settings"), SETTINGS_FIELDS, path, "settings", problems)
+    settings = document.get("settings")
+    if settings is not None and not isinstance(settings, dict):
+        problems.append(f"{where(path, document, 'settings')}: 'settings' must be a mapping, e.g. "
+                        "'settings: {default_compute: azureml:cpu-cluster}'")
+    check_fields(settings, SETTINGS_FIELDS, path, "settings", problems)
 
 
 def _parse_pipeline_inputs(section: Any, path: Path, problems: list[str]) -> dict[str, PipelineInput]:
@@ -116,15 +137,51 @@ def _resolve_path(raw: str, pipeline_path: Path) -> str:
     return str((pipeline_path.parent / raw).resolve())
 
 
-def _check_local_paths(inputs: dict[str, PipelineInput], section: Any, path: Path,
-                       problems: list[str]) -> None:
+def _check_local_paths(inputs: dict[str, PipelineInput], overridden: set[str], section: Any, repository: Path,
+                       path: Path, problems: list[str]) -> None:
+    """Local inputs exist, are regular files or folders (never a device such as /dev/zero, a fifo...) and, unless
+    given explicitly with --set, are inside the pipeline's repository."""
     for name, spec in inputs.items():
-        if spec.is_path and "://" not in spec.value and not spec.value.startswith("azureml:") \
-                and not Path(spec.value).exists():
-            entry = section.get(name)
-            at = where(path, entry, "path") if isinstance(entry, dict) else where(path, section, name)
+        if not _is_local(spec):
+            continue
+        at = _input_at(section, name, path)
+        if not Path(spec.value).exists() and not Path(spec.value).is_symlink():
             problems.append(f"{at}: pipeline input '{name}' points at {spec.value}, "
                             "which does not exist; fix the path or override it with --set")
+            continue
+        try:
+            check_regular(Path(spec.value), f"pipeline input '{name}':")
+        except AmlopsError as error:
+            problems.append(f"{at}: {error}")
+            continue
+        if name not in overridden and not _within(Path(spec.value), repository):
+            problems.append(f"{at}: pipeline input '{name}' points at {spec.value}, outside the pipeline's "
+                            f"repository {repository}; move the data into the repository, upload it (`amlops "
+                            f"datastore upload`) and use its azureml:// URI, or give the path for one run with "
+                            f"--set inputs.{name}=PATH")
+
+
+def _check_component_files(files: set[Path], repository: Path, path: Path, problems: list[str]) -> None:
+    for file in sorted(files):
+        if not _within(file, repository):
+            problems.append(f"{path}: {file} (a component, its code or conda file) is outside the pipeline's "
+                            f"repository {repository}; keep every file of the pipeline inside the repository")
+
+
+def _within(file: Path, repository: Path) -> bool:
+    try:
+        return file.resolve().is_relative_to(repository)
+    except (OSError, RuntimeError):
+        return False
+
+
+def _is_local(spec: PipelineInput) -> bool:
+    return spec.is_path and "://" not in spec.value and not spec.value.startswith("azureml:")
+
+
+def _input_at(section: Any, name: str, path: Path) -> str:
+    entry = section.get(name) if isinstance(section, dict) else None
+    return where(path, entry, "path") if isinstance(entry, dict) else where(path, section, name)
 
 
 def _apply_overrides(inputs: dict[str, PipelineInput], overrides: dict[str, str], path: Path,
@@ -165,10 +222,19 @@ def _parse_steps(jobs: Any, path: Path, problems: list[str]) -> tuple[dict[str, 
         problems.append(f"{path}: the pipeline has no 'jobs'; add at least one step under 'jobs'")
         return steps, files
     for name, job in jobs.items():
+        if not names.JOB.matches(str(name)):
+            problems.append(f"{where(path, jobs, name)}: job name {names.shown(name)} is invalid: a job name may "
+                            f"contain only {names.JOB.allowed} (Azure ML's rule); rename it, e.g. 'train'")
+            continue
         if not isinstance(job, dict):
             problems.append(f"{where(path, jobs, name)}: job '{name}' must be a mapping with a 'component'")
             continue
         check_fields(job, STEP_FIELDS, path, f"job '{name}'", problems)
+        bad = [key for key in ("inputs", "outputs") if not isinstance(job.get(key) or {}, dict)]
+        for key in bad:
+            problems.append(f"{where(path, job, key)}: '{key}' of job '{name}' must be a mapping of name to value")
+        if bad:
+            continue
         component = _step_component(name, job, path, problems, files)
         if component is None:
             continue
@@ -219,8 +285,7 @@ def _component_files(component: Component) -> set[Path]:
 
 
 def _local_input_files(inputs: dict[str, PipelineInput]) -> set[Path]:
-    return {Path(spec.value) for spec in inputs.values()
-            if spec.is_path and "://" not in spec.value and not spec.value.startswith("azureml:")}
+    return {Path(spec.value) for spec in inputs.values() if _is_local(spec)}
 
 
 def _check_bindings(document: YamlMap, steps: dict[str, Step], broken: set[str],

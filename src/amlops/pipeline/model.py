@@ -113,3 +113,4 @@ class Pipeline:
     order: tuple[str, ...]
     continue_on_step_failure: bool = False
     files: tuple[Path, ...] = field(default=())
+    repository: Path | None = None  # every file of `files` is inside it

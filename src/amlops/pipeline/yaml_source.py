@@ -1,12 +1,23 @@
-"""YAML loading that remembers where each mapping and key came from, for errors with line numbers."""
+"""YAML loading that remembers where each mapping and key came from, for errors with line numbers.
+
+A YAML file is bounded before it is built: its size, its nesting depth and its aliases (a few aliases of
+aliases expand to billions of nodes: the "billion laughs"), each refused with a clear error.
+"""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from amlops.errors import PipelineValidationError
+
+MAX_BYTES = 1 << 20  # pipeline and component files are a few KB; 1 MiB leaves plenty of room
+MAX_DEPTH = 64  # Azure ML job files nest about 6 levels deep
+MAX_ALIASES = 100
+MAX_NODES = 100_000  # after expanding aliases
 
 
 class YamlMap(dict):
@@ -30,6 +41,10 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> YamlMap:
     mapping.key_lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (list, dict, set)):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be plain text, not a {'list' if isinstance(key, list) else 'mapping'}",
+                key_node.start_mark)
         if key in mapping:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key '{key}'", key_node.start_mark)
@@ -43,19 +58,75 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 def load_yaml(path: Path, what: str) -> YamlMap:
     """Load one YAML mapping; any problem becomes a one-line PipelineValidationError naming the file."""
-    if not path.is_file():
-        raise PipelineValidationError([f"{path}: {what} file not found; check the path"])
+    text = _read(path, what)
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+        _check_shape(text, path)
+        document = yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else 0
         raise PipelineValidationError(
             [f"{path}:{line}: invalid YAML: {error.problem or error.context}; fix the syntax there"]) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as error:  # e.g. a date 2024-13-45
         raise PipelineValidationError([f"{path}: invalid YAML: {error}"]) from None
     if not isinstance(document, YamlMap):
         raise PipelineValidationError([f"{path}:1: expected a YAML mapping at the top of the {what} file"])
     return document
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise PipelineValidationError([f"{path}: {what} file not found; check the path"]) from None
+    if not stat.S_ISREG(mode):
+        raise PipelineValidationError([f"{path}: the {what} file is not a regular file; give a YAML file"])
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise PipelineValidationError([f"{path}: cannot read the {what} file ({error.strerror})"]) from None
+    if len(data) > MAX_BYTES:
+        raise PipelineValidationError([f"{path}: the {what} file is larger than {MAX_BYTES // 1024} KiB; a "
+                                       "pipeline or component YAML is a few KB, split it or remove generated content"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PipelineValidationError([f"{path}: invalid YAML: not UTF-8 text ({error.reason} at byte "
+                                       f"{error.start})"]) from None
+
+
+def _check_shape(text: str, path: Path) -> None:
+    """Walk the parse events once: nesting depth, alias count and the node count with aliases expanded."""
+    open_nodes: list[list] = []  # [expanded node count, anchor] per open mapping or sequence
+    expanded: dict[str, int] = {}
+    aliases = 0
+    for event in yaml.parse(text, Loader=_LineLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_nodes.append([1, event.anchor])
+            if len(open_nodes) > MAX_DEPTH:
+                raise PipelineValidationError([f"{path}:{line}: the YAML nests deeper than {MAX_DEPTH} levels; "
+                                               "a pipeline file is a few levels deep, fix the brackets"])
+            continue
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            size, anchor = open_nodes.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            size, anchor = 1, event.anchor
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise PipelineValidationError([f"{path}:{line}: more than {MAX_ALIASES} YAML aliases (*name); "
+                                               "write the values out instead"])
+            size, anchor = expanded.get(event.anchor, 1), None
+        else:
+            continue
+        if anchor:
+            expanded[anchor] = size
+        if open_nodes:
+            open_nodes[-1][0] += size
+            if open_nodes[-1][0] > MAX_NODES:
+                raise PipelineValidationError([f"{path}:{line}: the YAML expands to more than {MAX_NODES} values "
+                                               "through its aliases (*name); write the values out instead"])
 
 
 def where(path: Path, mapping: Any, key: str | None = None) -> str:

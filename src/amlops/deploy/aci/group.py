@@ -12,10 +12,10 @@ The volume `app` (emptyDir) carries the unpacked package from the init container
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from amlops import names
 from amlops.deploy.aci import gateway
 from amlops.errors import AmlopsError
 
@@ -27,7 +27,6 @@ GATEWAY_CPU = 0.25
 GATEWAY_MEMORY_GB = 0.25
 DNS_SCOPE = "ResourceGroupReuse"  # the FQDN gets a hash only this resource group can claim again
 INIT, SERVER, GATEWAY = "fetch-package", "inference", "gateway"
-NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 # Runs as `python -c` in the init container. It never prints the URL (it carries the SAS).
 INIT_SCRIPT = r'''
@@ -94,7 +93,7 @@ class GroupSpec:
 
 
 def check_name(name: str, what: str) -> None:
-    if not NAME.match(name) or "--" in name:
+    if not names.DEPLOYMENT.matches(name):
         raise AmlopsError(f"{what} '{name}' is not valid for Azure Container Instances; use 1-63 lowercase "
                           "letters, digits and single hyphens, starting and ending with a letter or digit")
 

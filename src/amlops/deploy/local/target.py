@@ -14,7 +14,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -39,8 +38,12 @@ def deploy_local(ws: LocalWorkspace, model: ModelVersion, name: str, scoring_fol
     new one is alive, so a failed redeploy leaves the old version serving."""
     _check_scoring_folder(scoring_folder, entry_script)
     python = server_python(scoring_folder / "requirements.txt", on_info)
-    folder = ws.root / "deployments" / name / uuid.uuid4().hex[:8]
-    model_dir = _stage(folder, model, scoring_folder)
+    folder = ws.deployment_dir(name)
+    try:
+        model_dir = _stage(folder, model, scoring_folder)
+    except BaseException:
+        ws.discard(folder)
+        raise
     port = _free_port()
     log_path = folder / "server.log"
     process = _start(python, folder / "app", model_dir, entry_script, port, log_path)
@@ -48,7 +51,7 @@ def deploy_local(ws: LocalWorkspace, model: ModelVersion, name: str, scoring_fol
         _wait_alive(process, port, log_path, liveness_timeout_s)
     except BaseException:
         stop_process_group(process.pid)
-        shutil.rmtree(folder, ignore_errors=True)
+        ws.discard(folder)
         raise
     previous = ws.find_deployment(name)
     deployment = Deployment(name=name, model_name=model.name, model_version=model.version,

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS deployments (
 """
 
 
+SCHEMA_VERSION = 1  # 1: paths under the workspace are stored relative to its root
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -46,6 +49,53 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA busy_timeout=30000")
     connection.executescript(SCHEMA)
     return connection
+
+
+def migrate(connection: sqlite3.Connection, root: Path) -> None:
+    """Bring a database written by an older amlops up to SCHEMA_VERSION (a new one just gets the number)."""
+    if connection.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    with write_transaction(connection):
+        if connection.execute("PRAGMA user_version").fetchone()[0] < 1:
+            _relative_paths(connection, root)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _relative_paths(connection: sqlite3.Connection, root: Path) -> None:
+    """Version 0 stored absolute paths: make those under the workspace relative to it. The workspace may have
+    been copied or moved since, so its earlier roots are read off the stored paths themselves."""
+    roots = {str(root)} | _earlier_roots(connection)
+
+    def strip(text: str | None) -> str | None:
+        for prefix in sorted(roots, key=len, reverse=True):
+            if text and text.startswith(prefix + "/"):
+                return text[len(prefix) + 1:]
+        return text
+
+    for table, column in (("pipelines", "snapshot"), ("steps", "log_path"), ("models", "path"),
+                          ("deployments", "log_path")):
+        for row in connection.execute(f"SELECT rowid, {column} FROM {table}").fetchall():
+            connection.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (strip(row[1]), row[0]))
+    for table in ("runs", "step_cache"):
+        for row in connection.execute(f"SELECT rowid, outputs FROM {table}").fetchall():
+            outputs = {name: strip(path) for name, path in loads(row[1]).items()}
+            connection.execute(f"UPDATE {table} SET outputs = ? WHERE rowid = ?", (dumps(outputs), row[0]))
+
+
+def _earlier_roots(connection: sqlite3.Connection) -> set[str]:
+    """Each stored path ends in a part the layout fixes (snapshots/<name>/<version>/...): what comes before it
+    is the root the workspace had when the path was stored."""
+    queries = (("SELECT snapshot, '/snapshots/' || name || '/' || version || '/' FROM pipelines"),
+               ("SELECT path, '/models/' || name || '/' || version FROM models"),
+               ("SELECT log_path, '/runs/' || run_id || '/steps/' FROM steps WHERE log_path IS NOT NULL"),
+               ("SELECT log_path, '/deployments/' || name || '/' FROM deployments WHERE log_path IS NOT NULL"))
+    roots = set()
+    for query in queries:
+        for path, marker in connection.execute(query).fetchall():
+            at = path.rfind(marker) if Path(path).is_absolute() else -1
+            if at > 0:
+                roots.add(path[:at])
+    return roots
 
 
 @contextmanager

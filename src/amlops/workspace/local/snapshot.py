@@ -1,12 +1,25 @@
-"""Immutable snapshots of a pipeline's YAML, components, code and local inputs."""
+"""Immutable snapshots of a pipeline's YAML, components, code and local inputs.
+
+Only regular files and folders are taken: a device (/dev/zero), a fifo or a socket is refused before
+anything is read, and so is a symlink loop; a symlink to a file or folder is followed (its content is
+copied). The same walk decides what is hashed and what is copied, so the two always agree.
+"""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
+from amlops.errors import AmlopsError
+
 IGNORED = {"__pycache__", ".git", ".pytest_cache", ".ipynb_checkpoints"}
+
+
+class UnsupportedFile(AmlopsError):
+    """Something in a pipeline's files that is not a regular file or folder."""
 
 
 def snapshot_root(files: tuple[Path, ...]) -> Path:
@@ -15,25 +28,26 @@ def snapshot_root(files: tuple[Path, ...]) -> Path:
     return common if common.is_dir() else common.parent
 
 
-def copy_snapshot(files: tuple[Path, ...], destination: Path) -> None:
+def copy_snapshot(files: tuple[Path, ...], destination: Path, walked: list[tuple[Path, Path]] | None = None) -> None:
     root = snapshot_root(files)
-    for source in files:
-        target = destination / source.relative_to(root)
+    for logical, real in walked if walked is not None else walk(files):
+        target = destination / logical.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(real, target)
+    for source in files:  # empty folders too, so the copy has the same shape
         if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*IGNORED))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            (destination / source.relative_to(root)).mkdir(parents=True, exist_ok=True)
 
 
-def content_hash(paths: list[Path] | tuple[Path, ...], relative_to: Path | None = None) -> str:
+def content_hash(paths: list[Path] | tuple[Path, ...], relative_to: Path | None = None,
+                 walked: list[tuple[Path, Path]] | None = None) -> str:
     """SHA-256 over the names and bytes of every file under the given files and folders."""
     digest = hashlib.sha256()
-    for file in sorted(_walk(paths)):
-        name = file.relative_to(relative_to) if relative_to else file
+    for logical, real in sorted(walked if walked is not None else walk(paths)):
+        name = logical.relative_to(relative_to) if relative_to else logical
         digest.update(str(name).encode())
         digest.update(b"\0")
-        digest.update(file_hash(file).encode())
+        digest.update(file_hash(real).encode())
     return digest.hexdigest()
 
 
@@ -45,11 +59,81 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _walk(paths) -> list[Path]:
-    files: list[Path] = []
+def walk(paths, within: Path | None = None) -> list[tuple[Path, Path]]:
+    """(path as named, real file) for each given file and each file under each given folder; with `within`,
+    a file that is really elsewhere (through a symlink) is refused."""
+    files: list[tuple[Path, Path]] = []
     for path in paths:
-        if path.is_file():
-            files.append(path)
-        elif path.is_dir():
-            files.extend(p for p in path.rglob("*") if p.is_file() and not IGNORED & set(p.parts))
+        path = Path(path)
+        kind, real = _kind(path)
+        if kind == "file":
+            files.append((path, real))
+        elif kind == "dir":
+            _walk_folder(path, real, {real}, files)
+    if within is not None:
+        for logical, real in files:
+            if not real.is_relative_to(within):
+                raise UnsupportedFile(f"{logical} is a symlink to {real}, outside the pipeline's repository "
+                                      f"{within}; copy the file into the repository instead")
     return files
+
+
+def copy_files(source: Path, destination: Path) -> None:
+    """Copy the file `source` into the new folder `destination`, or the folder `source` as `destination`."""
+    destination.mkdir(parents=True)
+    base = source if source.is_dir() else source.parent
+    for logical, real in walk([source]):
+        target = destination / logical.relative_to(base)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(real, target)
+
+
+def check_regular(path: Path, what: str) -> None:
+    """Refuse anything but an existing regular file or folder (or a symlink to one)."""
+    _kind(path, what)
+
+
+def _walk_folder(folder: Path, real_folder: Path, ancestors: set[Path], files: list[tuple[Path, Path]]) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as error:
+        raise UnsupportedFile(f"{folder}: cannot list the folder ({error.strerror}); fix its permissions") from None
+    for entry in entries:
+        if entry.name in IGNORED:
+            continue
+        path = folder / entry.name
+        kind, real = _kind(path)
+        if kind == "file":
+            files.append((path, real))
+        elif kind == "dir":
+            if real in ancestors:
+                raise UnsupportedFile(f"{path}: a symlink loop (it points at {real}, which contains it); remove "
+                                      "the symlink or point it elsewhere")
+            _walk_folder(path, real, ancestors | {real}, files)
+
+
+def _kind(path: Path, what: str = "") -> tuple[str, Path]:
+    """('file' | 'dir', resolved path); anything else is an UnsupportedFile naming the path."""
+    label = f"{what} {path}" if what else str(path)
+    try:
+        real = path.resolve(strict=True)
+        mode = os.stat(real).st_mode
+    except RuntimeError:
+        raise UnsupportedFile(f"{label}: a symlink loop; remove the symlink or point it at a file") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UnsupportedFile(f"{label}: a symlink loop; remove the symlink or point it at a file") from None
+        raise UnsupportedFile(f"{label}: {error.strerror or error}; give an existing file or folder") from None
+    if stat.S_ISREG(mode):
+        return "file", real
+    if stat.S_ISDIR(mode):
+        return "dir", real
+    raise UnsupportedFile(f"{label} is a {_describe(mode)}, not a regular file or folder; give a file or a folder")
+
+
+def _describe(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "named pipe (fifo)"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"

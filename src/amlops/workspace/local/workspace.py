@@ -6,7 +6,10 @@ Layout under the root (default `.amlops/`):
   runs/<run id>/steps/<step>/      per-step std_log.txt and outputs/<name>/
   datastores/<datastore>/<path>    what `amlops datastore upload` put there
   models/<name>/<version>/         registered model files
-  deployments/<name>/              deployment logs
+  deployments/<name>/<id>/         a deployment's model, scoring folder and server log
+
+Paths are stored relative to the root, so a copied or moved workspace keeps working; every path written,
+read or deleted is built with `paths.inside`, which refuses anything outside the root.
 """
 from __future__ import annotations
 
@@ -16,15 +19,18 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+from amlops import names
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.loader import datastore_reference, load_pipeline
 from amlops.processes import process_alive
 from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
 from amlops.workspace.local.db import dumps, loads, now, write_transaction
-from amlops.workspace.local.snapshot import content_hash, copy_snapshot, snapshot_root
+from amlops.workspace.local.paths import absolute, inside, relative, remove_tree
+from amlops.workspace.local.snapshot import content_hash, copy_files, copy_snapshot, snapshot_root, walk
 
 DEFAULT_ROOT = ".amlops"
+DATABASE = "workspace.db"
 
 
 def default_root() -> Path:
@@ -39,11 +45,17 @@ class LocalWorkspace:
         self.root = (Path(root) if root else default_root()).absolute()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self.db = local_db.connect(self.root / "workspace.db")
+            _refuse_foreign_folder(self.root)
+            self.db = local_db.connect(self.root / DATABASE)
+            local_db.migrate(self.db, self.root)
         except (OSError, sqlite3.Error) as error:
             raise AmlopsError(f"cannot open the local workspace at {self.root}: {error}; "
                               "pass --workspace with a writable folder") from None
         self._fail_orphaned_runs()
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the workspace; anything else is refused (see `paths.inside`)."""
+        return inside(self.root, *parts)
 
     def __repr__(self) -> str:
         return f"LocalWorkspace({str(self.root)!r})"
@@ -53,23 +65,34 @@ class LocalWorkspace:
     def publish_pipeline(self, pipeline_file: Path, name: str | None = None,
                          version: str | None = None) -> PublishedPipeline:
         pipeline = load_pipeline(pipeline_file)
-        name = name or pipeline.name
+        name = names.check(names.PIPELINE, name or pipeline.name, "pipeline name")
+        if version is not None:
+            names.check(names.PIPELINE_VERSION, version, "pipeline version")
         root = snapshot_root(pipeline.files)
-        digest = content_hash(list(pipeline.files), relative_to=root)
-        with write_transaction(self.db):
-            existing = self._find_pipeline(name, version)
-            if version and existing is not None:
-                return self._same_content_or_fail(existing, digest, name, version)
-            if not version and existing is not None and existing["content_hash"] == digest:
-                return _pipeline(existing)  # unchanged since the latest version: publishing is a no-op
-            version = version or self._next_pipeline_version(name)
-            destination = self.root / "snapshots" / name / version
-            shutil.rmtree(destination, ignore_errors=True)
-            copy_snapshot(pipeline.files, destination)
-            snapshot = destination / pipeline.path.relative_to(root)
-            self.db.execute(
-                "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (name, version, f"{name}:{version}", str(pipeline.path), str(snapshot), digest, now()))
+        files = walk(pipeline.files, within=pipeline.repository)  # a symlink loop, a fifo... refused here
+        digest = content_hash(pipeline.files, relative_to=root, walked=files)
+        existing = self._find_pipeline(name, version)
+        if existing is not None and (version or existing["content_hash"] == digest):
+            # the same content as that version (or, without --version, as the latest): publishing is a no-op
+            return self._same_content_or_fail(existing, digest, name, version or existing["version"])
+        staging = self.path("snapshots", name, f".staging-{uuid.uuid4().hex}")
+        try:
+            copy_snapshot(pipeline.files, staging, walked=files)
+            with write_transaction(self.db):
+                existing = self._find_pipeline(name, version)  # again, under the write lock
+                if existing is not None and (version or existing["content_hash"] == digest):
+                    return self._same_content_or_fail(existing, digest, name, version or existing["version"])
+                version = version or self._next_pipeline_version(name)
+                destination = self.path("snapshots", name, version)
+                remove_tree(self.root, destination)  # a folder no row points at: left by a crash
+                os.replace(staging, destination)
+                snapshot = destination / pipeline.path.relative_to(root)
+                self.db.execute(
+                    "INSERT INTO pipelines VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (name, version, f"{name}:{version}", str(pipeline.path), relative(self.root, snapshot),
+                     digest, now()))
+        finally:
+            remove_tree(self.root, staging)
         return self.get_pipeline(name, version)
 
     def _same_content_or_fail(self, existing: sqlite3.Row, digest: str, name: str,
@@ -77,7 +100,7 @@ class LocalWorkspace:
         if existing["content_hash"] != digest:
             raise AmlopsError(f"pipeline {name} version {version} is already published with different "
                               "content; publish under a new --version")
-        return _pipeline(existing)
+        return _pipeline(existing, self.root)
 
     def _next_pipeline_version(self, name: str) -> str:
         versions = [row[0] for row in self.db.execute("SELECT version FROM pipelines WHERE name = ?", (name,))]
@@ -98,11 +121,11 @@ class LocalWorkspace:
             what = f"pipeline {name}" + (f" version {version}" if version else "")
             raise NotFoundError(f"{what} is not published in {self.root} (published: {known}); "
                                 "run `amlops publish <pipeline.yml>` first")
-        return _pipeline(row)
+        return _pipeline(row, self.root)
 
     def list_pipelines(self) -> list[PublishedPipeline]:
         rows = self.db.execute("SELECT * FROM pipelines ORDER BY name, created_at, rowid")
-        return [_pipeline(row) for row in rows]
+        return [_pipeline(row, self.root) for row in rows]
 
     # runs
 
@@ -110,7 +133,8 @@ class LocalWorkspace:
                    tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None) -> Run:
         from amlops.pipeline.executor import Executor
 
-        loaded = load_pipeline(pipeline.snapshot, overrides)
+        loaded = load_pipeline(pipeline.snapshot, overrides,
+                               repository=self.path("snapshots", pipeline.name, pipeline.version))
         run_id = self.create_run(pipeline, loaded.order, experiment or loaded.experiment_name,
                                  {name: spec.value for name, spec in loaded.inputs.items()}, tags)
         Executor(self, loaded, run_id, on_event=on_event, reuse=reuse, timeout_s=timeout_s).execute()
@@ -130,7 +154,7 @@ class LocalWorkspace:
         return run_id
 
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        return self.path("runs", run_id)
 
     def set_run_status(self, run_id: str, status: str, error: str | None = None,
                        outputs: dict | None = None, metrics: dict | None = None) -> None:
@@ -139,7 +163,7 @@ class LocalWorkspace:
             self.db.execute(
                 "UPDATE runs SET status = ?, ended_at = COALESCE(?, ended_at), error = COALESCE(?, error), "
                 "outputs = COALESCE(?, outputs), metrics = COALESCE(?, metrics) WHERE id = ?",
-                (status, ended, error, dumps(outputs) if outputs is not None else None,
+                (status, ended, error, dumps(self._relative_paths(outputs)) if outputs is not None else None,
                  dumps(metrics) if metrics is not None else None, run_id))
 
     def set_step_status(self, run_id: str, step: str, status: str, log_path: Path | None = None,
@@ -151,14 +175,15 @@ class LocalWorkspace:
                 "UPDATE steps SET status = ?, started_at = COALESCE(?, started_at), "
                 "ended_at = COALESCE(?, ended_at), log_path = COALESCE(?, log_path), "
                 "reused_from = COALESCE(?, reused_from) WHERE run_id = ? AND name = ?",
-                (status, started, ended, str(log_path) if log_path else None, reused_from, run_id, step))
+                (status, started, ended, relative(self.root, log_path) if log_path else None, reused_from,
+                 run_id, step))
 
     def get_run(self, run_id: str) -> Run:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id} not found in {self.root}; `amlops runs list` shows the runs")
         steps = self.db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY position", (run_id,))
-        return _run(row, tuple(_step(s) for s in steps))
+        return _run(row, tuple(_step(s, self.root) for s in steps), self.root)
 
     def list_runs(self, limit: int = 20) -> list[Run]:
         rows = self.db.execute("SELECT id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,))
@@ -185,26 +210,42 @@ class LocalWorkspace:
 
     # step reuse
 
-    def cached_step(self, key: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM step_cache WHERE key = ?", (key,)).fetchone()
+    def cached_step(self, key: str) -> dict | None:
+        """The earlier run of a step with this cache key: run_id, step and outputs (JSON of absolute paths)."""
+        row = self.db.execute("SELECT * FROM step_cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        outputs = self._absolute_paths(loads(row["outputs"]))
+        return {"run_id": row["run_id"], "step": row["step"], "outputs": dumps(outputs)}
 
     def remember_step(self, key: str, run_id: str, step: str, outputs: dict[str, str]) -> None:
         with write_transaction(self.db):
             self.db.execute("INSERT OR REPLACE INTO step_cache VALUES (?, ?, ?, ?)",
-                            (key, run_id, step, dumps(outputs)))
+                            (key, run_id, step, dumps(self._relative_paths(outputs))))
+
+    def _relative_paths(self, paths: dict[str, str] | None) -> dict[str, str] | None:
+        return None if paths is None else {name: relative(self.root, path) for name, path in paths.items()}
+
+    def _absolute_paths(self, paths: dict[str, str]) -> dict[str, str]:
+        return {name: str(absolute(self.root, path)) for name, path in paths.items()}
 
     # datastores
 
     def upload_to_datastore(self, datastore: str, file: Path, path: str | None = None) -> str:
+        names.check(names.DATASTORE, datastore, "datastore name")
+        relative_path = names.datastore_path(path if path is not None else file.name, "datastore path")
         if not file.is_file():
             raise AmlopsError(f"--file {file}: no such file; give the training data file to upload")
-        relative = path or file.name
-        target = self.root / "datastores" / datastore / relative
+        target = self.path("datastores", datastore, *relative_path.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        shutil.copy2(file, temporary)
-        os.replace(temporary, target)
-        return f"azureml://datastores/{datastore}/paths/{relative}"
+        temporary = self.path("datastores", datastore, *relative_path.split("/")[:-1],
+                              f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(file, temporary)
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return f"azureml://datastores/{datastore}/paths/{relative_path}"
 
     def resolve_uri(self, value: str) -> Path:
         reference = datastore_reference(value)
@@ -213,11 +254,13 @@ class LocalWorkspace:
                 raise AmlopsError(f"input {value} cannot be read by the local workspace; use a local path or "
                                   "azureml://datastores/<name>/paths/<path>")
             return Path(value)
-        datastore, relative = reference
-        target = self.root / "datastores" / datastore / relative
+        datastore, relative_path = reference
+        names.check(names.DATASTORE, datastore, f"{value}: datastore name")
+        names.datastore_path(relative_path, f"{value}: path")
+        target = self.path("datastores", datastore, *relative_path.split("/"))
         if not target.exists():
             raise AmlopsError(f"{value} not found in the local workspace ({target} is missing); upload it with "
-                              f"`amlops datastore upload --datastore {datastore} --file <file> --path {relative}`")
+                              f"`amlops datastore upload --datastore {datastore} --file <file> --path {relative_path}`")
         return target
 
     # models
@@ -226,21 +269,22 @@ class LocalWorkspace:
                        run_id: str | None = None) -> ModelVersion:
         """Copy the files aside first, then claim the version and move them in one locked transaction,
         so a crash leaves either a complete version or nothing (a stray temporary folder at most)."""
+        names.check(names.MODEL, name, "model name")
         if not source.exists():
             raise AmlopsError(f"model files {source} not found; give a file or folder that exists")
-        models = self.root / "models" / name
-        staging = models / f".staging-{uuid.uuid4().hex}"
-        _copy_any(source, staging)
+        staging = self.path("models", name, f".staging-{uuid.uuid4().hex}")
         try:
+            copy_files(source, staging)
             with write_transaction(self.db):
                 version = self._next_model_version(name)
-                final = models / str(version)
-                shutil.rmtree(final, ignore_errors=True)  # a folder no row points at: left by a crash
+                final = self.path("models", name, str(version))
+                remove_tree(self.root, final)  # a folder no row points at: left by a crash
                 os.replace(staging, final)
                 self.db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                (name, version, str(final), dumps(tags), dumps(properties), run_id, now()))
+                                (name, version, relative(self.root, final), dumps(tags), dumps(properties), run_id,
+                                 now()))
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            remove_tree(self.root, staging)
         return self.get_model(name, version)
 
     def _next_model_version(self, name: str) -> int:
@@ -252,12 +296,12 @@ class LocalWorkspace:
             row = self.db.execute("SELECT * FROM models WHERE name = ? ORDER BY version DESC", (name,)).fetchone()
         else:
             row = self.db.execute("SELECT * FROM models WHERE name = ? AND version = ?",
-                                  (name, int(version))).fetchone()
+                                  (name, names.model_version(version, f"model {name} version"))).fetchone()
         if row is None:
             what = f"model {name}" + (f" version {version}" if version is not None else "")
             raise NotFoundError(f"{what} is not registered in {self.root}; `amlops models list` shows "
                                 "the registered models")
-        return _model(row)
+        return _model(row, self.root)
 
     def latest_model(self, name: str) -> ModelVersion | None:
         try:
@@ -270,9 +314,18 @@ class LocalWorkspace:
             rows = self.db.execute("SELECT * FROM models WHERE name = ? ORDER BY version", (name,))
         else:
             rows = self.db.execute("SELECT * FROM models ORDER BY name, version")
-        return [_model(row) for row in rows]
+        return [_model(row, self.root) for row in rows]
 
     # deployments
+
+    def deployment_dir(self, name: str) -> Path:
+        """A new folder for one deployment of `name` (a deployment keeps serving from its own folder)."""
+        names.check(names.DEPLOYMENT, name, "deployment name")
+        return self.path("deployments", name, uuid.uuid4().hex[:8])
+
+    def discard(self, path: Path) -> None:
+        """Delete a folder of the workspace and the parents it leaves empty."""
+        remove_tree(self.root, path)
 
     def save_deployment(self, deployment: Deployment) -> None:
         with write_transaction(self.db):
@@ -280,7 +333,7 @@ class LocalWorkspace:
                 "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (deployment.name, deployment.model_name, deployment.model_version, deployment.scoring_uri,
                  deployment.status, deployment.created_at, deployment.pid,
-                 str(deployment.log_path) if deployment.log_path else None, deployment.error))
+                 relative(self.root, deployment.log_path) if deployment.log_path else None, deployment.error))
 
     def get_deployment(self, name: str) -> Deployment:
         deployment = self.find_deployment(name)
@@ -291,49 +344,61 @@ class LocalWorkspace:
 
     def find_deployment(self, name: str) -> Deployment | None:
         row = self.db.execute("SELECT * FROM deployments WHERE name = ?", (name,)).fetchone()
-        return _deployment(row) if row else None
+        return _deployment(row, self.root) if row else None
 
     def list_deployments(self) -> list[Deployment]:
-        return [_deployment(row) for row in self.db.execute("SELECT * FROM deployments ORDER BY name")]
+        return [_deployment(row, self.root) for row in self.db.execute("SELECT * FROM deployments ORDER BY name")]
 
     def remove_deployment(self, name: str) -> None:
         with write_transaction(self.db):
             self.db.execute("DELETE FROM deployments WHERE name = ?", (name,))
+        folder = self.path("deployments", name)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
-def _copy_any(source: Path, destination: Path) -> None:
-    if source.is_dir():
-        shutil.copytree(source, destination)
-    else:
-        destination.mkdir(parents=True)
-        shutil.copy2(source, destination / source.name)
+def _refuse_foreign_folder(root: Path) -> None:
+    """A folder without a workspace database (or with an empty one) becomes a workspace only when it is empty:
+    never take over a folder of other files."""
+    database = root / DATABASE
+    if database.is_file() and database.stat().st_size > 0:
+        return
+    ours = {DATABASE, f"{DATABASE}-wal", f"{DATABASE}-shm", f"{DATABASE}-journal"}
+    others = sorted(entry.name for entry in root.iterdir() if entry.name not in ours)
+    if others:
+        state = "an empty" if database.exists() else "no"
+        raise AmlopsError(f"{root} is not an amlops workspace: it has {state} {DATABASE} but holds other files "
+                          f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); pass --workspace with a "
+                          "new or empty folder, or the folder of an existing workspace")
 
 
-def _pipeline(row: sqlite3.Row) -> PublishedPipeline:
+def _pipeline(row: sqlite3.Row, root: Path) -> PublishedPipeline:
     return PublishedPipeline(name=row["name"], version=row["version"], id=row["id"], source=row["source"],
-                             created_at=row["created_at"], snapshot=Path(row["snapshot"]))
+                             created_at=row["created_at"], snapshot=absolute(root, row["snapshot"]))
 
 
-def _step(row: sqlite3.Row) -> StepRun:
+def _step(row: sqlite3.Row, root: Path) -> StepRun:
     return StepRun(name=row["name"], status=row["status"], started_at=row["started_at"],
                    ended_at=row["ended_at"], reused_from=row["reused_from"],
-                   log_path=Path(row["log_path"]) if row["log_path"] else None)
+                   log_path=absolute(root, row["log_path"]) if row["log_path"] else None)
 
 
-def _run(row: sqlite3.Row, steps: tuple[StepRun, ...]) -> Run:
+def _run(row: sqlite3.Row, steps: tuple[StepRun, ...], root: Path) -> Run:
+    outputs = {name: str(absolute(root, path)) for name, path in loads(row["outputs"]).items()}
     return Run(id=row["id"], pipeline_name=row["pipeline_name"], pipeline_version=row["pipeline_version"],
                experiment=row["experiment"], status=row["status"], created_at=row["created_at"],
                ended_at=row["ended_at"], parameters=loads(row["parameters"]), tags=loads(row["tags"]),
-               steps=steps, outputs=loads(row["outputs"]), metrics=loads(row["metrics"]), error=row["error"])
+               steps=steps, outputs=outputs, metrics=loads(row["metrics"]), error=row["error"])
 
 
-def _model(row: sqlite3.Row) -> ModelVersion:
-    return ModelVersion(name=row["name"], version=row["version"], path=Path(row["path"]), tags=loads(row["tags"]),
-                        properties=loads(row["properties"]), run_id=row["run_id"], created_at=row["created_at"])
+def _model(row: sqlite3.Row, root: Path) -> ModelVersion:
+    return ModelVersion(name=row["name"], version=row["version"], path=absolute(root, row["path"]),
+                        tags=loads(row["tags"]), properties=loads(row["properties"]), run_id=row["run_id"],
+                        created_at=row["created_at"])
 
 
-def _deployment(row: sqlite3.Row) -> Deployment:
+def _deployment(row: sqlite3.Row, root: Path) -> Deployment:
     return Deployment(name=row["name"], model_name=row["model_name"], model_version=row["model_version"],
                       scoring_uri=row["scoring_uri"], status=row["status"], created_at=row["created_at"],
-                      pid=row["pid"], log_path=Path(row["log_path"]) if row["log_path"] else None,
+                      pid=row["pid"], log_path=absolute(root, row["log_path"]) if row["log_path"] else None,
                       error=row["error"])
