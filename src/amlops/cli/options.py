@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Callable
 
@@ -50,6 +51,13 @@ def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
     return tags
 
 
+def positive_seconds(value: float | None, option: str) -> float | None:
+    """A duration option: None, or a finite number above 0 (0, nan, inf and negatives are refused)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value:g} is not a positive number of seconds; give e.g. 3600", param_hint=option)
+    return value
+
+
 def model_reference(text: str) -> tuple[str, int | None]:
     """`name` or `name:version`."""
     name, _, version = text.partition(":")
@@ -66,4 +74,4 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["workspace_options", "parse_tags", "model_reference", "table", "Workspace"]
+__all__ = ["workspace_options", "parse_tags", "positive_seconds", "model_reference", "table", "Workspace"]
