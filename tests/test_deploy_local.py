@@ -51,6 +51,7 @@ def test_deploy_score_redeploy_kill_and_delete(trained: LocalWorkspace):
     second = api.deploy(trained, model_name="driver", model_version=None, deployment_name="qa",
                         scoring_folder=SCORING)
     assert second.model_version == 2 and score(second.scoring_uri) == predictions
+    assert second.scoring_uri == first.scoring_uri, "a redeploy keeps the deployment's port when it is free"
     assert trained.get_deployment("qa").model_version == 2
     assert not local.process_alive(first.pid), "the old version's server must be stopped"
 
@@ -92,3 +93,63 @@ def test_smoke_test_passes_against_the_real_server(trained: LocalWorkspace):
     finally:
         local.delete_local(trained, "smoke")
     assert not local.process_alive(deployment.pid)
+
+
+def test_a_foreign_server_on_the_port_is_not_taken_for_ours_and_the_old_version_keeps_serving(
+        trained: LocalWorkspace, monkeypatch):
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Foreign(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"I am not your server")
+
+        def log_message(self, *args):
+            pass
+
+    old = api.deploy(trained, model_name="driver", model_version=1, deployment_name="race", scoring_folder=SCORING)
+    foreign = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
+    threading.Thread(target=foreign.serve_forever, daemon=True).start()
+    try:
+        # the port picked for the new version is taken by someone else before our server binds it
+        monkeypatch.setattr(local, "_free_port", lambda: foreign.server_address[1])
+        with pytest.raises(AmlopsError, match="exited with code|did not answer"):
+            local.deploy_local(trained, trained.get_model("driver", 1), "race", SCORING, liveness_timeout_s=30)
+        current = local.refresh(trained, trained.get_deployment("race"))
+        assert current.pid == old.pid and current.status == "Healthy", "the old version must keep serving"
+        assert len(score(old.scoring_uri)) == len(REQUEST["data"])
+        fake = old.__class__(**{**old.__dict__, "scoring_uri": f"http://127.0.0.1:{foreign.server_address[1]}/score"})
+        assert local.current_status(fake) == "Dead", "a server we did not start is never ours"
+    finally:
+        foreign.shutdown()
+        local.delete_local(trained, "race")
+
+
+def test_parallel_deploys_under_one_name_leave_one_live_server(trained: LocalWorkspace):
+    import threading
+
+    results, errors = [], []
+
+    def deploy() -> None:
+        try:
+            ws = LocalWorkspace(trained.root)
+            results.append(local.deploy_local(ws, ws.get_model("driver", 1), "twin", SCORING,
+                                              on_info=lambda text: None))
+        except Exception as error:  # noqa: B902
+            errors.append(error)
+
+    threads = [threading.Thread(target=deploy) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    try:
+        assert errors == [] and len(results) == 2
+        final = local.refresh(trained, trained.get_deployment("twin"))
+        assert final.status == "Healthy" and {r.scoring_uri for r in results} == {final.scoring_uri}
+        assert len(score(final.scoring_uri)) == len(REQUEST["data"])
+        assert [r.pid for r in results if local.process_alive(r.pid)] == [final.pid]
+    finally:
+        local.delete_local(trained, "twin")

@@ -96,8 +96,14 @@ def test_datastore_inputs_resolve_to_the_uploaded_file(workspace, mini_project: 
     assert uri == "azureml://datastores/training_data/paths/v2/more.csv"
     run = publish_and_run(workspace, mini_project, overrides={"data": uri})
     assert run.status == "Completed" and run.metrics == {"auc": 2.0}
-    with pytest.raises(AmlopsError, match="amlops datastore upload --datastore training_data"):
-        api.submit(workspace, "mini-pipeline", overrides={"data": "azureml://datastores/training_data/paths/x"})
+
+
+def test_a_run_whose_input_fails_at_start_ends_failed_not_running(workspace, mini_project: Path, tmp_path: Path):
+    api.publish(workspace, mini_project / "pipeline.yml")
+    run = api.submit(workspace, "mini-pipeline", overrides={"data": "azureml://datastores/training_data/paths/x"})
+    assert run.status == "Failed" and "amlops datastore upload --datastore training_data" in run.error
+    assert [(s.name, s.status) for s in run.steps] == [("make", "Failed"), ("score", "Canceled")]
+    assert LocalWorkspace(workspace.root).get_run(run.id).status == "Failed"
 
 
 def test_register_gate_and_lineage(workspace, mini_project: Path):

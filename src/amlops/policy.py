@@ -21,11 +21,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 from typing import Any, Callable, Mapping, TypeVar
 
 from amlops import __version__
 from amlops.errors import AmlopsError
+from amlops.secret_masking import Masker, register as register_secret
 
 BUILD_POLICY = "0609b952-1397-4640-95ec-e00a01b2c241"
 REVIEWERS_POLICY = "fa4e907d-c16b-4a4c-9dfa-4906e5d171dd"
@@ -39,6 +43,10 @@ PAT_VARIABLE = "AZURE_DEVOPS_EXT_PAT"
 JOB_TOKEN_VARIABLE = "SYSTEM_ACCESSTOKEN"
 
 RETRY_BACKOFF_SECONDS = 0.5
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 30
+DEFAULT_DEADLINE_S = 120.0  # the whole command, however the server answers (or does not)
+MAX_BODY_BYTES = 8 * 1024 * 1024
 _RETRIED_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})  # never POST
 _RETRIED_STATUSES = (429, 500, 502, 503, 504)
 _CASE_INSENSITIVE = {"matchKind", "refName", "repositoryId"}
@@ -46,6 +54,8 @@ _MAX_PAGES = 1000
 _AUTH_ERROR_KEYS = {"UnauthorizedRequestException", "VssUnauthorizedException"}
 _PROJECT_ERROR_KEYS = {"ProjectDoesNotExistWithNameException", "ProjectDoesNotExistException"}
 _REPOSITORY_ERROR_KEYS = {"GitRepositoryNotFoundException"}
+
+_AREA_URLS: dict[str, dict[str, str]] = {}  # organisation URL -> {resource area id: its URL}
 
 T = TypeVar("T")
 Report = Callable[[str], None]
@@ -208,11 +218,12 @@ def _shown(value: Any) -> str:
 # ----- the commands --------------------------------------------------------------------------------
 
 def apply_branch_policies(branch: Branch, build_pipeline: str, min_reviewers: int = 1, dry_run: bool = False,
-                          report: Report = print, env: Mapping[str, str] | None = None) -> list[Step]:
+                          report: Report = print, env: Mapping[str, str] | None = None,
+                          timeout_s: float = DEFAULT_DEADLINE_S) -> list[Step]:
     """Ensures the three policies on the branch; reports one line per policy as it goes."""
     if not 1 <= min_reviewers <= 10:
         raise AmlopsError(f"--min-reviewers must be from 1 to 10 (got {min_reviewers})")
-    devops = _DevOps(branch, os.environ if env is None else env)
+    devops = _DevOps(branch, os.environ if env is None else env, timeout_s)
     repository_id = devops.repository_id()
     pipeline_id, pipeline_name = devops.pipeline(build_pipeline)
     existing = devops.branch_policies(repository_id)
@@ -227,9 +238,10 @@ def apply_branch_policies(branch: Branch, build_pipeline: str, min_reviewers: in
     return done
 
 
-def show_branch_policies(branch: Branch, env: Mapping[str, str] | None = None) -> tuple[str, list[Policy]]:
+def show_branch_policies(branch: Branch, env: Mapping[str, str] | None = None,
+                         timeout_s: float = DEFAULT_DEADLINE_S) -> tuple[str, list[Policy]]:
     """The repository id and every policy that applies to the branch (repository- and project-wide too)."""
-    devops = _DevOps(branch, os.environ if env is None else env)
+    devops = _DevOps(branch, os.environ if env is None else env, timeout_s)
     repository_id = devops.repository_id()
     return repository_id, devops.branch_policies(repository_id)
 
@@ -260,39 +272,85 @@ def _scope_text(entry: Any, repository_id: str | None) -> str:
 # ----- Azure DevOps through the SDK ----------------------------------------------------------------
 
 class _DevOps:
-    """The SDK clients for one organisation, and one clear line for whatever goes wrong."""
+    """The SDK clients for one organisation, and one clear line for whatever goes wrong.
 
-    def __init__(self, branch: Branch, env: Mapping[str, str]):
-        from azure.devops.connection import Connection
+    Every request has a connect and a read timeout, a bounded body and no redirects (the token must never
+    reach another host); the whole command has a deadline that no server can stretch."""
 
-        credentials, self.token_source = _credentials(env)
+    def __init__(self, branch: Branch, env: Mapping[str, str], timeout_s: float = DEFAULT_DEADLINE_S):
+        if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
+            raise AmlopsError(f"--timeout must be a positive number of seconds (got {timeout_s!r})")
+        self._credentials, self.token_source, token = _credentials(env)
+        self.masker = Masker([token])
+        register_secret(token)
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
         self.branch = branch
         self.last_status: int | None = None
-        self._connection = Connection(base_url=branch.org_url, creds=credentials,
-                                      user_agent=f"amlops/{__version__}")
         self._clients: dict[str, Any] = {}
 
     def client(self, kind: str) -> Any:
+        """An SDK client built here rather than by azure.devops' Connection, whose own location lookups
+        would use none of our limits (and may ask app.vssps.visualstudio.com with the token)."""
         if kind not in self._clients:
-            factory = self._connection.clients_v7_1
-            client = {"git": factory.get_git_client, "build": factory.get_build_client,
-                      "policy": factory.get_policy_client}[kind]()
-            client.config.session_configuration_callback = _configure_session
-            client.config.hooks.append(self._record_status)
-            self._clients[kind] = client
+            from azure.devops.v7_1.build.build_client import BuildClient
+            from azure.devops.v7_1.git.git_client import GitClient
+            from azure.devops.v7_1.policy.policy_client import PolicyClient
+
+            client_class = {"git": GitClient, "build": BuildClient, "policy": PolicyClient}[kind]
+            self._clients[kind] = self._configured(client_class(self._area_url(client_class), self._credentials))
         return self._clients[kind]
+
+    def _configured(self, client: Any) -> Any:
+        client.add_user_agent(f"amlops/{__version__}")
+        client.config.session_configuration_callback = _configure_session
+        client.config.hooks.append(self._record_status)
+        return client
+
+    def _area_url(self, client_class: Any) -> str:
+        """Where the organisation serves the client's resource area (the organisation URL on a server that
+        lists none, as Azure DevOps Server does)."""
+        from azure.devops.v7_1.location.location_client import LocationClient
+
+        org = self.branch.org_url
+        if org not in _AREA_URLS:  # asked once per process, as the SDK does
+            location = self._configured(LocationClient(org, self._credentials))
+            _AREA_URLS[org] = {area.id.lower(): area.location_url for area in location.get_resource_areas() or []}
+        url = _AREA_URLS[org].get((client_class.resource_area_identifier or "").lower()) or org
+        return url if urlsplit(url).netloc.lower() == urlsplit(org).netloc.lower() else org  # the token stays
 
     def _record_status(self, response: Any, *args: Any, **kwargs: Any) -> None:
         self.last_status = response.status_code
+        _read_bounded(response, self.deadline)
 
     def call(self, what: str, action: Callable[[], T]) -> T:
+        """The SDK call, within what is left of the command's deadline."""
         from msrest.exceptions import ClientException
 
         self.last_status = None
-        try:
-            return action()
-        except (ClientException, ValueError) as error:
-            raise AmlopsError(self.explain(what, error)) from error
+        outcome: dict[str, Any] = {}
+
+        def attempt() -> None:
+            try:
+                outcome["value"] = action()
+            except BaseException as error:  # noqa: B902 - handed to the caller's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=attempt, daemon=True)
+        worker.start()
+        worker.join(max(0.0, self.deadline - time.monotonic()))
+        if worker.is_alive():  # the stuck request dies with the process
+            raise AmlopsError(f"Azure DevOps at {self.branch.org_url} did not answer within {self.timeout_s:g} s "
+                              f"(trying to {what}); check the organization URL and the network, or raise "
+                              "--timeout")
+        error = outcome.get("error")
+        if error is None:
+            return outcome["value"]
+        if isinstance(error, (ClientException, ValueError)):
+            raise AmlopsError(self.masker.mask(self.explain(what, error))) from None
+        if isinstance(error, AmlopsError):
+            raise AmlopsError(self.masker.mask(str(error))) from None
+        raise error
 
     def repository_id(self) -> str:
         branch = self.branch
@@ -382,28 +440,49 @@ class _DevOps:
 
 
 def _configure_session(session: Any, global_config: Any, local_config: Any, **kwargs: Any) -> dict:
-    """msrest's per-request session hook: our retry policy (never POST, server's answer kept at the end)."""
+    """msrest's per-request session hook: our retry policy (never POST, server's answer kept at the end),
+    connect and read timeouts, and no redirects: a redirect is an error, so the token stays with the org."""
     from urllib3 import Retry
 
     retry = Retry(total=2, connect=2, read=2, status=2, backoff_factor=RETRY_BACKOFF_SECONDS,
-                  status_forcelist=_RETRIED_STATUSES, allowed_methods=_RETRIED_METHODS, raise_on_status=False)
+                  status_forcelist=_RETRIED_STATUSES, allowed_methods=_RETRIED_METHODS, raise_on_status=False,
+                  redirect=False)
     for adapter in session.adapters.values():
         adapter.max_retries = retry
-    return kwargs
+    session.max_redirects = 0
+    return {**kwargs, "timeout": (CONNECT_TIMEOUT_S, READ_TIMEOUT_S), "allow_redirects": False}
 
 
-def _credentials(env: Mapping[str, str]) -> tuple[Any, str]:
+def _read_bounded(response: Any, deadline: float) -> None:
+    """Read a (streamed) answer now, refusing one over MAX_BODY_BYTES or still arriving at the deadline."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise AmlopsError(f"Azure DevOps answered {int(declared):,} bytes, over the limit of {MAX_BODY_BYTES:,}; "
+                          "is --org an Azure DevOps organization URL?")
+    chunks, size = [], 0
+    for chunk in response.raw.stream(64 * 1024, decode_content=True):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES or time.monotonic() > deadline:
+            response.close()
+            raise AmlopsError(f"the answer from {response.url} is over {MAX_BODY_BYTES:,} bytes or still "
+                              "arriving at the deadline; is --org an Azure DevOps organization URL?")
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what requests' .content returns from now on
+    response._content_consumed = True
+
+
+def _credentials(env: Mapping[str, str]) -> tuple[Any, str, str]:
     from msrest.authentication import BasicAuthentication, BasicTokenAuthentication
 
     pat = (env.get(PAT_VARIABLE) or "").strip()
     if pat:
-        return BasicAuthentication("", pat), PAT_VARIABLE
+        return BasicAuthentication("", pat), PAT_VARIABLE, pat
     job_token = (env.get(JOB_TOKEN_VARIABLE) or "").strip()
     if job_token.startswith("$("):
         raise AmlopsError(f"{JOB_TOKEN_VARIABLE} holds an unexpanded macro: map it into the step with "
                           f"`env: {JOB_TOKEN_VARIABLE}: $(System.AccessToken)`")
     if job_token:
-        return BasicTokenAuthentication({"access_token": job_token}), JOB_TOKEN_VARIABLE
+        return BasicTokenAuthentication({"access_token": job_token}), JOB_TOKEN_VARIABLE, job_token
     raise AmlopsError(f"no Azure DevOps token: set {PAT_VARIABLE} to a personal access token (scopes Code: "
                       f"Read & write, Build: Read), or in a pipeline step map "
                       f"`env: {JOB_TOKEN_VARIABLE}: $(System.AccessToken)`")

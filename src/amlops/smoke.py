@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from amlops import bounded_http
+from amlops.bounded_http import NetworkError
 from amlops.errors import AmlopsError
+from amlops.secret_masking import Masker
 
 RETRYABLE_STATUS = {502, 503, 504}
 PREDICTION_KEYS = ("predictions", "result", "probabilities", "scores")
 RESPONSE_EXCERPT = 300
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,13 @@ class SmokeTest:
                  expected: list[float] | None = None, tolerance: float = 0.01, count: int = 20,
                  latency_budget_ms: float | None = None, readiness_timeout_s: float = 300,
                  request_timeout_s: float = 30):
+        bounded_http.check_url(scoring_uri, "scoring URI")
+        _check_seconds("--timeout (readiness)", readiness_timeout_s)
+        _check_seconds("request timeout", request_timeout_s)
         self.scoring_uri = scoring_uri
         self.payload, self.rows = _load_request(request_file)
-        self.key = key
+        self.key = _clean_key(key)
+        self.masker = Masker([key or "", self.key or ""])
         self.expected = expected
         self.tolerance = tolerance
         self.count = max(1, count)
@@ -63,6 +68,13 @@ class SmokeTest:
         self.checks: list[tuple[str, bool, str]] = []
 
     def run(self) -> SmokeReport:
+        """The report, with the key masked in every encoding a server may have echoed it."""
+        report = self._run()
+        mask = self.masker.mask
+        return replace(report, message=mask(report.message),
+                       checks=tuple((name, ok, mask(detail)) for name, ok, detail in report.checks))
+
+    def _run(self) -> SmokeReport:
         first = self._wait_until_ready()
         if first is None:
             return self._report(f"the service at {self.scoring_uri} did not answer within "
@@ -85,14 +97,14 @@ class SmokeTest:
         last = "no answer"
         while True:
             try:
-                answer = self._call()
+                answer = self._call(min(self.request_timeout_s, max(0.1, deadline - time.monotonic())))
                 if answer.status not in RETRYABLE_STATUS:
                     self.checks.append(("service answers", True, f"HTTP {answer.status} after {last}"
                                         if last != "no answer" else f"HTTP {answer.status}"))
                     return answer
                 last = f"HTTP {answer.status}"
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as error:
-                last = _reason(error)
+            except NetworkError as error:
+                last = str(error)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.checks.append(("service answers", False, f"still {last} at the deadline"))
@@ -100,20 +112,20 @@ class SmokeTest:
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 5.0)
 
-    def _call(self) -> Answer:
+    def _call(self, timeout_s: float | None = None) -> Answer:
+        """One POST within its deadline; the body is bounded and a redirect is an answer, never followed
+        (the key would travel with it)."""
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        request = urllib.request.Request(self.scoring_uri, data=self.payload, headers=headers, method="POST")
         started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(request, timeout=self.request_timeout_s) as response:
-                body = response.read().decode("utf-8", errors="replace")
-                status = response.status
-        except urllib.error.HTTPError as error:
-            body = error.read().decode("utf-8", errors="replace")
-            status = error.code
-        return Answer(status, body, (time.perf_counter() - started) * 1000)
+        response = bounded_http.request("POST", self.scoring_uri, self.payload, headers,
+                                        timeout_s=timeout_s or self.request_timeout_s, max_body=MAX_RESPONSE_BYTES)
+        body = response.text()
+        if 300 <= response.status < 400:
+            body = (f"redirect to {response.headers.get('location', '(no Location)')}, not followed: "
+                    "give the final scoring URI")
+        return Answer(response.status, body, (time.perf_counter() - started) * 1000)
 
     def _check_answer(self, answer: Answer) -> str | None:
         for name, check in (("status 200", _status_ok), ("one probability per row", self._shape_ok),
@@ -226,9 +238,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def _reason(error: Exception) -> str:
-    reason = getattr(error, "reason", error)
-    return f"connection error ({reason})"
+def _clean_key(key: str | None) -> str | None:
+    """The key without the surrounding whitespace a file or a variable often adds (a trailing newline);
+    a control character inside it is refused without showing the key."""
+    if key is None:
+        return None
+    key = key.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise AmlopsError("the scoring key contains a control character (a line break?); give the key alone, "
+                          "on one line")
+    return key or None
+
+
+def _check_seconds(what: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise AmlopsError(f"{what} must be a positive number of seconds, got {value!r}")
 
 
 def _excerpt(body: str) -> str:

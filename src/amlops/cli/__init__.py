@@ -12,15 +12,28 @@ from amlops.errors import AmlopsError
 
 
 class _Main(click.Group):
-    """Turns AmlopsError into one line on stderr and exit code 1; --debug shows the traceback."""
+    """Turns AmlopsError into one line on stderr and exit code 1, and anything unexpected into one line
+    naming it; --debug shows the traceback. Secrets are masked in both."""
 
     def invoke(self, ctx: click.Context):
+        from amlops.cli.echo import untrusted
+
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
         except AmlopsError as error:
             if ctx.obj and ctx.obj.get("debug"):
-                traceback.print_exc()
-            click.secho(f"error: {error}", fg="red", err=True)
+                click.echo(untrusted(traceback.format_exc()), err=True)
+            click.secho(untrusted(f"error: {error}"), fg="red", err=True)
+            sys.exit(1)
+        except Exception as error:  # noqa: B902 - a bug, or a library's error we did not foresee
+            if ctx.obj and ctx.obj.get("debug"):
+                click.echo(untrusted(traceback.format_exc()), err=True)
+            first = (str(error).strip().splitlines() or [""])[0]
+            click.secho(untrusted(f"error: unexpected {type(error).__name__}: {first}" + (
+                "" if ctx.obj and ctx.obj.get("debug") else " (run with --debug for the traceback)")),
+                fg="red", err=True)
             sys.exit(1)
 
 

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from amlops import api, names
+from amlops.cli.echo import untrusted
 from amlops.cli.options import checked, model_reference, table, workspace_options
 from amlops.errors import AmlopsError
+from amlops.secret_masking import register as register_secret
 from amlops.smoke import parse_expected
 
 
@@ -88,14 +90,18 @@ def deployments_show(ws, name: str) -> None:
 
 @deployments.command("logs")
 @click.argument("name", callback=checked(names.DEPLOYMENT))
-@click.option("--tail", type=int, default=50, show_default=True, help="How many lines.")
+@click.option("--tail", type=click.IntRange(min=0), default=50, show_default=True, help="How many lines.")
 @workspace_options
 def deployments_logs(ws, name: str, tail: int) -> None:
     """The end of a deployment's server log."""
     _local(ws)
     deployment = ws.get_deployment(name)
-    lines = deployment.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    click.echo("\n".join(lines[-tail:]))
+    try:
+        lines = deployment.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except (OSError, AttributeError):
+        raise AmlopsError(f"deployment {name} has no server log ({deployment.log_path} is missing); "
+                          f"redeploy it with `amlops deploy <model> --name {name}`") from None
+    click.echo(untrusted("\n".join(lines[len(lines) - tail:] if tail else [])))
 
 
 @deployments.command("delete")
@@ -126,10 +132,11 @@ def deployments_delete(ws, name: str) -> None:
 def smoke_test(scoring_uri: str, request_file: Path, key: str | None, expected: str | None, tolerance: float,
                count: int, latency_budget_ms: float | None, readiness_timeout_s: float) -> None:
     """Call SCORING_URI (any Azure ML scoring endpoint) with sample requests and check the answers."""
+    register_secret(key)
     report = api.smoke_test(scoring_uri, request_file=request_file, key=key, expected=parse_expected(expected),
                             tolerance=tolerance, count=count, latency_budget_ms=latency_budget_ms,
                             readiness_timeout_s=readiness_timeout_s)
-    click.echo(report.text())
+    click.echo(untrusted(report.text()))
     if not report.passed:
         sys.exit(1)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from amlops import names
+from amlops.cli.echo import untrusted
 from amlops.cli.options import checked, workspace_options
 from amlops.cli.progress import ProgressPrinter
 from amlops.flow import Flow, FlowOptions, FlowResult, Stage
@@ -52,7 +53,7 @@ def _show_stage(stage: Stage, ended: bool) -> None:
         click.secho(f"==> {stage.name}", bold=True)
         return
     mark = click.style("ok", fg="green") if stage.ok else click.style("FAILED", fg="red")
-    click.echo(f"<== {stage.name}: {mark} in {stage.seconds:.1f} s: {stage.detail}")
+    click.echo(f"<== {stage.name}: {mark} in {stage.seconds:.1f} s: {untrusted(stage.detail)}")
 
 
 def summary(result: FlowResult) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from typing import Callable
 
@@ -73,6 +74,13 @@ def _where(param: click.Parameter) -> str:
     return param.human_readable_name if isinstance(param, click.Argument) else max(param.opts, key=len)
 
 
+def positive_seconds(value: float | None, option: str) -> float | None:
+    """A duration option: None, or a finite number above 0 (0, nan, inf and negatives are refused)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value:g} is not a positive number of seconds; give e.g. 3600", param_hint=option)
+    return value
+
+
 def table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
@@ -80,4 +88,5 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["workspace_options", "parse_tags", "checked", "model_reference", "datastore_path", "table", "Workspace"]
+__all__ = ["workspace_options", "parse_tags", "checked", "model_reference", "datastore_path", "positive_seconds",
+           "table", "Workspace"]

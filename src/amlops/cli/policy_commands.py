@@ -7,6 +7,8 @@ from typing import Callable
 import click
 
 from amlops import policy as branch_policies
+from amlops.cli.echo import untrusted
+from amlops.cli.options import positive_seconds
 
 
 def _branch_options(command: Callable) -> Callable:
@@ -19,6 +21,9 @@ def _branch_options(command: Callable) -> Callable:
                   help="Git repository name.")
     @click.option("--branch", default="main", show_default=True,
                   help="Branch name (or full refs/heads/... ref).")
+    @click.option("--timeout", "timeout_s", type=float, default=branch_policies.DEFAULT_DEADLINE_S, show_default=True,
+                  callback=lambda ctx, param, value: positive_seconds(value, "--timeout"),
+                  help="Seconds the whole command may take, however Azure DevOps answers.")
     @functools.wraps(command)
     def wrapper(org_url: str, project: str, repo: str, branch: str, **kwargs):
         return command(branch=branch_policies.Branch.parse(org_url, project, repo, branch), **kwargs)
@@ -42,29 +47,30 @@ def policy() -> None:
               help="Approvals a pull request needs; the author's own vote does not count.")
 @click.option("--dry-run", is_flag=True, help="Print what would change and change nothing.")
 def policy_apply(branch: branch_policies.Branch, build_pipeline: str, min_reviewers: int,
-                 dry_run: bool) -> None:
+                 dry_run: bool, timeout_s: float) -> None:
     """Ensure, on exactly that branch, a blocking build validation with the pipeline that expires as soon as
     the branch moves, a minimum number of reviewers (votes reset on push) and required comment resolution.
 
     Idempotent: creates what is missing, updates what differs, leaves the rest; one line per policy.
     """
-    branch_policies.apply_branch_policies(branch, build_pipeline, min_reviewers, dry_run, report=click.echo)
+    branch_policies.apply_branch_policies(branch, build_pipeline, min_reviewers, dry_run,
+                                          report=lambda line: click.echo(untrusted(line)), timeout_s=timeout_s)
     if dry_run:
         click.echo("dry run: nothing was changed")
 
 
 @policy.command("show")
 @_branch_options
-def policy_show(branch: branch_policies.Branch) -> None:
+def policy_show(branch: branch_policies.Branch, timeout_s: float) -> None:
     """List every policy that applies to the branch: type, blocking, enabled and key settings."""
-    repository_id, found = branch_policies.show_branch_policies(branch)
+    repository_id, found = branch_policies.show_branch_policies(branch, timeout_s=timeout_s)
     where = f"{branch.ref_name} of {branch.project}/{branch.repo}"
     if not found:
         click.echo(f"no policies apply to {where}")
         return
     click.echo(f"{len(found)} {'policy applies' if len(found) == 1 else 'policies apply'} to {where}:")
     for item in found:
-        click.echo("  " + branch_policies.describe(item, repository_id))
+        click.echo(untrusted("  " + branch_policies.describe(item, repository_id)))
 
 
 COMMANDS = [policy]

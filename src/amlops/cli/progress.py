@@ -6,6 +6,8 @@ import time
 
 import click
 
+from amlops.cli.echo import untrusted
+
 STATUS_COLORS = {"Running": "cyan", "Completed": "green", "Failed": "red", "Canceled": "yellow"}
 
 
@@ -34,6 +36,7 @@ class ProgressPrinter:
         self._echo(f"{label}: {status}{elapsed}", color=STATUS_COLORS.get(status), bold=True)
 
     def _echo(self, text: str, color: str | None = None, dim: bool = False, bold: bool = False) -> None:
+        text = untrusted(text)
         if self.interactive:
             text = click.style(text, fg=color, dim=dim, bold=bold)
         click.echo(text, file=self.stream)

@@ -8,7 +8,9 @@ from pathlib import Path
 import click
 
 from amlops import api, names
-from amlops.cli.options import checked, datastore_path, model_reference, parse_tags, table, workspace_options
+from amlops.cli.echo import untrusted
+from amlops.cli.options import (checked, datastore_path, model_reference, parse_tags, positive_seconds, table,
+                                workspace_options)
 from amlops.errors import AmlopsError
 from amlops.cli.progress import ProgressPrinter
 from amlops.pipeline.loader import parse_overrides
@@ -36,7 +38,8 @@ def publish(ws, pipeline_file: str, name: str | None, version: str | None) -> No
 @click.option("--experiment", callback=checked(names.EXPERIMENT),
               help="Experiment name [default: the YAML's experiment_name].")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable).")
-@click.option("--timeout", type=float, help="Cancel the run after this many seconds.")
+@click.option("--timeout", type=float, callback=lambda ctx, param, value: positive_seconds(value, "--timeout"),
+              help="Cancel the run after this many seconds.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
 @workspace_options
 def submit(ws, pipeline: str, version: str | None, assignments: tuple[str, ...], experiment: str | None,
@@ -47,7 +50,7 @@ def submit(ws, pipeline: str, version: str | None, assignments: tuple[str, ...],
                      experiment=experiment, tags=parse_tags(tags), timeout_s=timeout, reuse=not no_reuse,
                      on_event=printer.on_event)
     printer.close()
-    click.echo(describe_run(run))
+    click.echo(untrusted(describe_run(run)))
     if run.status != "Completed":
         sys.exit(130 if run.status == "Canceled" else 1)
 
@@ -72,7 +75,7 @@ def runs_list(ws, limit: int) -> None:
 @workspace_options
 def runs_show(ws, run_id: str) -> None:
     """A run's steps with their status, its parameters, outputs and metrics."""
-    click.echo(describe_run(ws.get_run(run_id), verbose=True))
+    click.echo(untrusted(describe_run(ws.get_run(run_id), verbose=True)))
 
 
 def describe_run(run, verbose: bool = False) -> str:

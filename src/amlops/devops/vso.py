@@ -9,17 +9,17 @@ did not come from us is neutralized so it cannot smuggle a command into the agen
 from __future__ import annotations
 
 import io
-import json
 import sys
 import threading
 from collections.abc import Mapping
 from typing import TextIO
-from urllib.parse import quote
+
+from amlops.secret_masking import MASK, Masker, secret_forms
 
 COMMAND_PREFIX = "##vso["
-MASK = "***"
 RESULTS = ("Succeeded", "SucceededWithIssues", "Failed", "Cancelled", "Skipped")
-_MIN_SECRET_LINE = 8
+__all__ = ["MASK", "secret_forms", "escape_data", "escape_property", "format_command", "neutralize", "Log",
+           "LogStream"]
 
 
 def escape_data(value: str) -> str:
@@ -51,17 +51,6 @@ def neutralize(text: str) -> str:
     return text.replace("##vso[", "##_vso[").replace("##[", "##_[")
 
 
-def secret_forms(value: str) -> list[str]:
-    """The strings to mask for one secret: itself, its JSON- and URL-escaped forms, and each long line."""
-    if not value or not value.strip():
-        return []
-    forms = [value, json.dumps(value)[1:-1], quote(value, safe="")]
-    if "\n" in value or "\r" in value:
-        forms += [line.strip() for line in value.splitlines()
-                  if len(line.strip()) >= _MIN_SECRET_LINE and not line.startswith("-----")]
-    return list(dict.fromkeys(form for form in forms if form))
-
-
 def _text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -73,23 +62,18 @@ class Log:
 
     def __init__(self, stream: TextIO | None = None, debug: bool = False):
         self._stream = stream if stream is not None else sys.stdout
-        self._secrets: list[str] = []
+        self._masker = Masker()
         self._lock = threading.Lock()
         self.debug_enabled = debug
 
     # -- masking ---------------------------------------------------------------------------------
     def setsecret(self, value: str | None) -> None:
         """Register a secret with the agent (`task.setsecret`) and mask it in everything written after."""
-        for form in secret_forms(value or ""):
-            if form not in self._secrets:
-                self._write(format_command("task.setsecret", None, form))
-                self._secrets.append(form)
-        self._secrets.sort(key=len, reverse=True)
+        for form in self._masker.add(value):
+            self._write(format_command("task.setsecret", None, form))
 
     def mask(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return self._masker.mask(text)
 
     # -- plain log ---------------------------------------------------------------------------------
     def info(self, text: str) -> None:

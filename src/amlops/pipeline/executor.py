@@ -20,14 +20,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from amlops.errors import AmlopsError
 from amlops.pipeline.model import COMMAND_REFERENCE, OPTIONAL_GROUP, Pipeline, Step
-from amlops.processes import log_tail
+from amlops.processes import STOP_GRACE_S, log_tail, stop_process_group
 from amlops.workspace.local.db import dumps, loads
 from amlops.workspace.local.snapshot import content_hash
 
 METRICS_FILE = "metrics.json"
 LOG_FILE = "std_log.txt"
 TAIL_LINES = 15
+SUPERVISOR_MARGIN_S = 10.0
+GRACE_VARIABLE = "AMLOPS_STOP_GRACE_S"
 
 EventCallback = Callable[[str, str, str], None]
 
@@ -46,6 +49,7 @@ class Executor:
         self.reuse = reuse
         self.deadline = time.monotonic() + timeout_s if timeout_s else None
         self.timeout_s = timeout_s
+        self.stop_grace_s = _grace_s()
         self.cancel_reason: str | None = None
         self.process: subprocess.Popen | None = None
         self.step_outputs: dict[str, dict[str, str]] = {}
@@ -55,13 +59,20 @@ class Executor:
         """Run every step; return the run's final status."""
         self.workspace.set_run_status(self.run_id, "Running")
         self.on_event("status", "", "Running")
-        with _cancel_on_signals(self.cancel):
-            failure = self._run_steps()
+        try:
+            with _cancel_on_signals(self.cancel):
+                failure = self._run_steps()
+        except BaseException as error:  # noqa: B902 - a run must never stay Running
+            for name in self.pipeline.order:
+                if self.step_status.get(name) not in ("Completed", "Failed", "Canceled"):
+                    self._set_step(name, "Canceled")
+            self._finish(f"the executor stopped: {type(error).__name__}: {error}")
+            raise
         return self._finish(failure)
 
     def cancel(self, reason: str) -> None:
         self.cancel_reason = self.cancel_reason or reason
-        _terminate(self.process)
+        _stop_supervised(self.process)
 
     def _run_steps(self) -> str | None:
         failure = None
@@ -76,6 +87,9 @@ class Executor:
             except _Canceled:
                 self._set_step(name, "Canceled")
                 continue
+            except AmlopsError as problem:  # an input that cannot be resolved, an output folder not made
+                self._set_step(name, "Failed")
+                error = f"step '{name}' could not start: {problem}"
             failure = failure or error
         return failure
 
@@ -157,14 +171,12 @@ class Executor:
         cwd = step.component.code or step.component.path.parent
         self.on_event("info", step.name, f"$ {command}")
         with open(log_path, "w", encoding="utf-8") as log:
-            self.process = subprocess.Popen(
-                _shell(command), cwd=cwd, env=_step_environment(self.run_id, step.name),
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=None if os.name == "nt" else _die_with_parent,
-                text=True, encoding="utf-8", errors="replace", bufsize=1)
+            self.process = _start_supervised(command, cwd, _step_environment(self.run_id, step.name),
+                                             self.stop_grace_s)
             reader = threading.Thread(target=self._pump, args=(step.name, self.process, log), daemon=True)
             reader.start()
             exit_code = self._wait(self.process)
+            _stop_supervised(self.process)  # close our end of its pipe
             reader.join(timeout=5)
             self.process = None
         return exit_code
@@ -176,14 +188,20 @@ class Executor:
             self.on_event("log", step, line.rstrip("\n"))
 
     def _wait(self, process: subprocess.Popen) -> int:
+        """Wait for the step; once canceled, give its supervisor the grace period (and a margin) to stop
+        the tree, then stop the supervisor and whatever is left ourselves."""
+        stop_by = None
         while True:
             try:
                 return process.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
-                if self.cancel_reason:  # canceled between the status change and the start of the step
-                    _terminate(process)
-                elif self.deadline is not None and time.monotonic() > self.deadline:
+                if self.deadline is not None and time.monotonic() > self.deadline and not self.cancel_reason:
                     self.cancel(f"timed out after {self.timeout_s:g} s; raise the timeout or speed up the steps")
+                if self.cancel_reason:  # also when canceled between the status change and the start
+                    _stop_supervised(process)
+                    stop_by = stop_by or time.monotonic() + self.stop_grace_s + SUPERVISOR_MARGIN_S
+                    if time.monotonic() > stop_by:
+                        stop_process_group(process.pid, grace_s=0)
 
     def _pipeline_outputs(self) -> dict[str, str]:
         outputs: dict[str, str] = {}
@@ -209,9 +227,28 @@ def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]
     return COMMAND_REFERENCE.sub(substitute, OPTIONAL_GROUP.sub(keep_group, command)).strip()
 
 
-def _shell(command: str) -> list[str] | str:
+def _shell(command: str) -> list[str]:
     """Azure ML runs a component's command in a shell; do the same."""
-    return command if os.name == "nt" else ["/bin/sh", "-c", command]
+    return ["cmd.exe", "/d", "/c", command] if os.name == "nt" else ["/bin/sh", "-c", command]
+
+
+def _start_supervised(command: str, cwd: Path, env: dict[str, str], grace_s: float) -> subprocess.Popen:
+    """The step under amlops.step_supervisor, whose stdin pipe only we hold: when we close it (cancel) or
+    die (even by SIGKILL), the supervisor stops the step's whole process tree."""
+    package_parent = Path(__file__).resolve().parents[2]  # so `-m` finds this amlops, not one in cwd
+    supervisor = [sys.executable, "-m", "amlops.step_supervisor", f"{grace_s:g}", str(cwd), "--", *_shell(command)]
+    return subprocess.Popen(supervisor, cwd=package_parent, env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            text=True, encoding="utf-8", errors="replace", bufsize=1)
+
+
+def _stop_supervised(process: subprocess.Popen | None) -> None:
+    """Ask the supervisor to stop the step (SIGTERM to the tree, SIGKILL after the grace period)."""
+    if process is not None and process.stdin is not None and not process.stdin.closed:
+        try:
+            process.stdin.close()
+        except OSError:
+            pass
 
 
 def _step_environment(run_id: str, step: str) -> dict[str, str]:
@@ -220,31 +257,6 @@ def _step_environment(run_id: str, step: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["AZUREML_RUN_ID"] = f"{run_id}_{step}"
     return env
-
-
-def _die_with_parent() -> None:
-    """On Linux, have the kernel send SIGTERM to the step if the executor itself is killed (SIGKILL)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _terminate(process: subprocess.Popen | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    try:
-        if os.name == "nt":
-            process.terminate()
-        else:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _cancel_on_signals:
@@ -264,6 +276,15 @@ class _cancel_on_signals:
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+def _grace_s() -> float:
+    """Seconds a canceled step gets between SIGTERM and SIGKILL (AMLOPS_STOP_GRACE_S, default 10)."""
+    try:
+        value = float(os.environ.get(GRACE_VARIABLE) or STOP_GRACE_S)
+    except ValueError:
+        return STOP_GRACE_S
+    return value if 0 <= value < 3600 else STOP_GRACE_S
 
 
 def _read_metrics(folder: str | None) -> dict:

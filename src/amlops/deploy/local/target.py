@@ -12,14 +12,15 @@ import shutil
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+from amlops import bounded_http
 from amlops.deploy.local.server_env import server_python
 from amlops.errors import AmlopsError
-from amlops.processes import command_line, log_tail, process_alive, stop_process_group
+from amlops.locks import FileLock
+from amlops.processes import listening_pids, log_tail, owns_port, process_alive, stop_process_group
 
 __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process_alive"]
 from amlops.workspace.entities import Deployment, ModelVersion
@@ -27,6 +28,9 @@ from amlops.workspace.local.workspace import LocalWorkspace
 from amlops.workspace.local.db import now
 
 LIVENESS_TIMEOUT_S = 120.0
+LIVENESS_PROBE_S = 2.0
+LIVENESS_MAX_BODY = 64 * 1024
+NAME_LOCK_MARGIN_S = 60.0
 LOG_TAIL_LINES = 25
 SERVER_APP = "azureml_inference_server_http.server.entry:app"
 
@@ -35,32 +39,88 @@ def deploy_local(ws: LocalWorkspace, model: ModelVersion, name: str, scoring_fol
                  entry_script: str = "score.py", on_info: Callable[[str], None] = print,
                  liveness_timeout_s: float = LIVENESS_TIMEOUT_S) -> Deployment:
     """Start a server for `model` under deployment `name`; an existing one is replaced only once the
-    new one is alive, so a failed redeploy leaves the old version serving."""
+    new one answers, so a failed redeploy leaves the old version serving. The deployment keeps its port
+    when that port is free. One deploy per name at a time (a second one waits)."""
     _check_scoring_folder(scoring_folder, entry_script)
-    python = server_python(scoring_folder / "requirements.txt", on_info)
-    folder = ws.deployment_dir(name)
-    try:
-        model_dir = _stage(folder, model, scoring_folder)
-    except BaseException:
-        ws.discard(folder)
-        raise
-    port = _free_port()
+    with _name_lock(ws, name, on_info, liveness_timeout_s):
+        python = server_python(scoring_folder / "requirements.txt", on_info)
+        previous = ws.find_deployment(name)
+        kept_port = _port(previous) if previous else None
+        folder = ws.deployment_dir(name)
+        try:
+            model_dir = _stage(folder, model, scoring_folder)
+        except BaseException:
+            ws.discard(folder)
+            raise
+        old_serving = previous is not None and _ours(previous)
+        port = kept_port if kept_port and not old_serving and _port_free(kept_port) else _free_port()
+        try:
+            process = _serve(python, folder, model_dir, entry_script, port, liveness_timeout_s)
+        except BaseException:
+            ws.discard(folder)
+            raise
+        deployment = _save(ws, name, model, port, process.pid, folder / "server.log")
+        if previous is not None:
+            _stop(previous)
+        if kept_port and port != kept_port:
+            deployment = _move_back(ws, deployment, model, python, folder, model_dir, entry_script, kept_port,
+                                    liveness_timeout_s, on_info)
+    return deployment
+
+
+def _serve(python: Path, folder: Path, model_dir: Path, entry_script: str, port: int,
+           timeout_s: float) -> subprocess.Popen:
+    """A server on port that answers liveness and owns the port, or an error (and nothing left running)."""
     log_path = folder / "server.log"
     process = _start(python, folder / "app", model_dir, entry_script, port, log_path)
     try:
-        _wait_alive(process, port, log_path, liveness_timeout_s)
+        _wait_alive(process, port, log_path, timeout_s)
     except BaseException:
         stop_process_group(process.pid)
-        ws.discard(folder)
         raise
-    previous = ws.find_deployment(name)
+    return process
+
+
+def _move_back(ws: LocalWorkspace, deployment: Deployment, model: ModelVersion, python: Path, folder: Path,
+               model_dir: Path, entry_script: str, kept_port: int, timeout_s: float,
+               on_info: Callable[[str], None]) -> Deployment:
+    """After a blue/green switch on a temporary port, serve on the deployment's own port again, so the
+    scoring URI users pasted keeps working; if that port is taken meanwhile, stay where we are."""
+    if not _port_free(kept_port):
+        on_info(f"port {kept_port} is taken by another process: {deployment.name} now serves on "
+                f"{deployment.scoring_uri}")
+        return deployment
+    try:
+        process = _serve(python, folder, model_dir, entry_script, kept_port, timeout_s)
+    except AmlopsError as error:
+        on_info(f"could not serve {deployment.name} on its port {kept_port} again ({str(error).splitlines()[0]}); "
+                f"it now serves on {deployment.scoring_uri}")
+        return deployment
+    moved = _save(ws, deployment.name, model, kept_port, process.pid, folder / "server.log")
+    stop_process_group(deployment.pid)
+    return moved
+
+
+def _save(ws: LocalWorkspace, name: str, model: ModelVersion, port: int, pid: int, log_path: Path) -> Deployment:
     deployment = Deployment(name=name, model_name=model.name, model_version=model.version,
                             scoring_uri=f"http://127.0.0.1:{port}/score", status="Healthy",
-                            created_at=now(), pid=process.pid, log_path=log_path)
+                            created_at=now(), pid=pid, log_path=log_path)
     ws.save_deployment(deployment)
-    if previous is not None:
-        _stop(previous)
     return deployment
+
+
+@contextmanager
+def _name_lock(ws: LocalWorkspace, name: str, on_info: Callable[[str], None], timeout_s: float) -> Iterator[None]:
+    """One deploy (or delete) per deployment name at a time, across processes."""
+    lock = FileLock(ws.root / "deployments" / f".{name}.lock")
+    if not lock.acquire(timeout_s=0):
+        on_info(f"another deploy of {name} is in progress; waiting for it to finish")
+        if not lock.acquire(timeout_s=2 * timeout_s + NAME_LOCK_MARGIN_S):
+            raise AmlopsError(f"another deploy of {name} is still running; try again when it has finished")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _check_scoring_folder(folder: Path, entry_script: str) -> None:
@@ -82,6 +142,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _port_free(port: int) -> bool:
+    """True if a server could bind 127.0.0.1:port now (as gunicorn does, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if os.name != "nt":
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return not listening_pids(port)
+
+
 def _start(python: Path, app_root: Path, model_dir: Path, entry_script: str, port: int,
            log_path: Path) -> subprocess.Popen:
     """gunicorn with the inference server's WSGI app, as its `azmlinfsrv` launcher runs it, but bound to
@@ -100,12 +172,14 @@ def _start(python: Path, app_root: Path, model_dir: Path, entry_script: str, por
 
 
 def _wait_alive(process: subprocess.Popen, port: int, log_path: Path, timeout_s: float) -> None:
+    """Until the server we started answers on its port: an answer from a process that is not ours (a server
+    that took the port first) does not count."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AmlopsError(f"the inference server exited with code {process.returncode} before it "
                               f"answered; the end of its log ({log_path}):\n{log_tail(log_path, LOG_TAIL_LINES)}")
-        if liveness(port):
+        if owns_port(process.pid, port) and liveness(port):
             return
         time.sleep(0.2)
     raise AmlopsError(f"the inference server did not answer on port {port} within {timeout_s:g} s; "
@@ -113,10 +187,11 @@ def _wait_alive(process: subprocess.Popen, port: int, log_path: Path, timeout_s:
 
 
 def liveness(port: int) -> bool:
+    """GET / answers 200 within the deadline (bounded: a probe never hangs or fills memory)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
+        return bounded_http.request("GET", f"http://127.0.0.1:{port}/", timeout_s=LIVENESS_PROBE_S,
+                                    max_body=LIVENESS_MAX_BODY).status == 200
+    except AmlopsError:
         return False
 
 
@@ -125,8 +200,9 @@ def _port(deployment: Deployment) -> int:
 
 
 def _ours(deployment: Deployment) -> bool:
-    """The pid is still our server (not a reused pid of something else)."""
-    return process_alive(deployment.pid) and f"127.0.0.1:{_port(deployment)}" in command_line(deployment.pid)
+    """The pid is still our server and it (or its worker) holds the listening socket of the deployment's
+    port: a reused pid, or another server on that port, is not ours."""
+    return process_alive(deployment.pid) and owns_port(deployment.pid, _port(deployment))
 
 
 def current_status(deployment: Deployment) -> str:
@@ -156,6 +232,8 @@ def _stop(deployment: Deployment) -> None:
 
 def delete_local(ws: LocalWorkspace, name: str) -> Deployment:
     deployment = ws.get_deployment(name)
-    _stop(deployment)
-    ws.remove_deployment(name)
+    with _name_lock(ws, name, lambda text: None, LIVENESS_TIMEOUT_S):
+        deployment = ws.get_deployment(name)
+        _stop(deployment)
+        ws.remove_deployment(name)
     return deployment

@@ -22,6 +22,7 @@ from pathlib import Path
 from amlops import names
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.loader import datastore_reference, load_pipeline
+from amlops.locks import FileLock, held_by_someone
 from amlops.processes import process_alive
 from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
@@ -51,6 +52,7 @@ class LocalWorkspace:
         except (OSError, sqlite3.Error) as error:
             raise AmlopsError(f"cannot open the local workspace at {self.root}: {error}; "
                               "pass --workspace with a writable folder") from None
+        self._run_locks: dict[str, FileLock] = {}
         self._fail_orphaned_runs()
 
     def path(self, *parts: str) -> Path:
@@ -143,6 +145,9 @@ class LocalWorkspace:
     def create_run(self, pipeline: PublishedPipeline, steps: tuple[str, ...], experiment: str,
                    parameters: dict, tags: dict[str, str]) -> str:
         run_id = f"run-{now().replace(':', '').replace('-', '')[:15]}-{uuid.uuid4().hex[:6]}"
+        owner = FileLock(self._owner_lock(run_id))  # held while this process runs it, released by the OS
+        owner.acquire()
+        self._run_locks[run_id] = owner
         with write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, 'NotStarted', ?, NULL, ?, ?, '{}', '{}', NULL, ?)",
@@ -156,6 +161,9 @@ class LocalWorkspace:
     def run_dir(self, run_id: str) -> Path:
         return self.path("runs", run_id)
 
+    def _owner_lock(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "owner.lock"
+
     def set_run_status(self, run_id: str, status: str, error: str | None = None,
                        outputs: dict | None = None, metrics: dict | None = None) -> None:
         ended = now() if status in ("Completed", "Failed", "Canceled") else None
@@ -165,6 +173,8 @@ class LocalWorkspace:
                 "outputs = COALESCE(?, outputs), metrics = COALESCE(?, metrics) WHERE id = ?",
                 (status, ended, error, dumps(self._relative_paths(outputs)) if outputs is not None else None,
                  dumps(metrics) if metrics is not None else None, run_id))
+        if ended and run_id in self._run_locks:
+            self._run_locks.pop(run_id).release()
 
     def set_step_status(self, run_id: str, step: str, status: str, log_path: Path | None = None,
                         reused_from: str | None = None) -> None:
@@ -197,10 +207,13 @@ class LocalWorkspace:
         return Path(run.outputs[output])
 
     def _fail_orphaned_runs(self) -> None:
-        """A run whose executing process is gone (killed, machine rebooted) must not stay Running."""
+        """A run whose executing process is gone (killed, machine rebooted) must not stay Running: the owner
+        holds a lock on runs/<id>/owner.lock, which the OS releases however the process ends (a reused pid
+        cannot keep it); runs from before the lock fall back to the pid."""
         rows = self.db.execute("SELECT id, owner_pid FROM runs WHERE status IN ('NotStarted', 'Running')")
         for row in rows.fetchall():
-            if not process_alive(row["owner_pid"]):
+            lock = self._owner_lock(row["id"])
+            if not (held_by_someone(lock) if lock.exists() else process_alive(row["owner_pid"])):
                 message = f"the process running it (pid {row['owner_pid']}) ended before the run finished"
                 with write_transaction(self.db):
                     self.db.execute("UPDATE steps SET status = 'Canceled', ended_at = ? WHERE run_id = ? "
