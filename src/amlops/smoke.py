@@ -50,8 +50,9 @@ class SmokeTest:
     def __init__(self, scoring_uri: str, request_file: Path, key: str | None = None,
                  expected: list[float] | None = None, tolerance: float = 0.01, count: int = 20,
                  latency_budget_ms: float | None = None, readiness_timeout_s: float = 300,
-                 request_timeout_s: float = 30):
+                 request_timeout_s: float = 30, headers: dict[str, str] | None = None):
         self.scoring_uri = scoring_uri
+        self.headers = dict(headers or {})  # e.g. azureml-model-deployment, to test one deployment alone
         self.payload, self.rows = _load_request(request_file)
         self.key = key
         self.expected = expected
@@ -101,7 +102,7 @@ class SmokeTest:
             delay = min(delay * 2, 5.0)
 
     def _call(self) -> Answer:
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **self.headers}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         request = urllib.request.Request(self.scoring_uri, data=self.payload, headers=headers, method="POST")
