@@ -189,7 +189,7 @@ def test_rev_version_bumps_extension_and_tasks_together(root: Path, wheel: Path,
     for name in TASKS:
         assert json.loads(parts[f"tasks/{name}/task.json"])["version"]["Patch"] == 1
     assert package("--root", root, "--out", tmp_path / "out", "--wheel", wheel, "--rev-version").exit_code == 0
-    assert _versions(root) == ("0.1.2", [2, 2, 2, 2])
+    assert _versions(root) == ("0.1.2", [2, 2, 2, 2, 2])
     assert (tmp_path / "out" / "amlops.amlops-0.1.2.vsix").is_file()
 
 
