@@ -169,8 +169,8 @@ def _rolled_back(backend: EndpointBackend, endpoint: str, new: str, original: di
 def _delete_previous(backend: EndpointBackend, endpoint: str, original: dict[str, int], new: str,
                      on_info: Callable[[str], None]) -> tuple[str, ...]:
     deleted = []
-    for name in sorted(original):
-        if name != new:
+    for name, share in sorted(original.items()):
+        if share > 0 and name != new:
             on_info(f"deleting the previous deployment {name}")
             backend.delete_deployment(endpoint, name)
             deleted.append(name)
