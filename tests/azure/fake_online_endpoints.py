@@ -52,12 +52,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from aml_fake import Answer, _error, now, spec_for
+from fake_scoring_process import JsonHandler
 
 SPEC_VERSION = "2024-10-01"
 NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
@@ -490,18 +491,8 @@ class OnlineEndpoints:
         return value.count(".") == 2  # AADToken: an Entra ID JWT (the test credential mints unsigned ones)
 
 
-class _ScoringHandler(BaseHTTPRequestHandler):
+class _ScoringHandler(JsonHandler):
     endpoints: OnlineEndpoints
-
-    def log_message(self, *args):
-        pass
-
-    def _answer(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))

@@ -19,9 +19,7 @@ def load(app_root: str, entry_script: str):
     return module
 
 
-class Handler(BaseHTTPRequestHandler):
-    score = None
-
+class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
@@ -31,6 +29,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+class Handler(JsonHandler):
+    score = None
 
     def do_GET(self):
         self._answer(200, b'"Healthy"')

@@ -111,7 +111,11 @@ def test_traffic_must_sum_to_100_and_name_existing_deployments(backend, online, 
         backend.set_traffic("rules-ep", {"blue": 50, "ghost": 50})
     with pytest.raises(AmlopsError, match="cannot take live traffic and mirror traffic"):
         backend.set_traffic("rules-ep", {"blue": 100}, {"blue": 10})
-    assert backend.get("rules-ep").traffic == {"blue": 100}
+    backend.create_deployment("rules-ep", spec(tmp_path, model, "green"))
+    with pytest.raises(AmlopsError, match="Invalid mirror traffic: it sums to 60; it can be at most 50"):
+        backend.set_traffic("rules-ep", {"blue": 100}, {"green": 60})
+    endpoint = backend.get("rules-ep")
+    assert {k: v for k, v in endpoint.traffic.items() if v} == {"blue": 100} and endpoint.mirror_traffic == {}
 
 
 def test_a_deployment_with_traffic_cannot_be_deleted(backend, online, model, tmp_path):

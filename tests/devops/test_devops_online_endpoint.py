@@ -13,7 +13,7 @@ from amlops.workspace.local.workspace import LocalWorkspace
 from devops_agent import Agent
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "online"))
-from online_support import request_file, scoring_folder  # noqa: E402
+from online_support import request_file, scoring_folder, workspace_with_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +22,7 @@ pytestmark = pytest.mark.slow
 def workspace(tmp_path: Path):
     if not shutil.which("caddy"):
         pytest.skip("caddy (apt-get install caddy)")
-    ws = LocalWorkspace(tmp_path / "aml-ws")
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model.txt").write_text("a model\n")
-    ws.register_model("driver", model, {}, {}, None)
+    ws = workspace_with_model(tmp_path / "aml")
     yield ws
     endpoints = LocalEndpoints(ws, on_info=lambda line: None)
     for endpoint in endpoints.list():

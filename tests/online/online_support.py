@@ -36,6 +36,18 @@ def scoring_folder(root: Path, name: str, value: float = 0.1, broken: bool = Fal
     return folder
 
 
+def workspace_with_model(root: Path):
+    """A local workspace with model `driver` version 1 registered."""
+    from amlops.workspace.local.workspace import LocalWorkspace
+
+    ws = LocalWorkspace(root / "ws")
+    model = root / "model"
+    model.mkdir(parents=True)
+    (model / "model.txt").write_text("a model\n")
+    ws.register_model("driver", model, {}, {}, None)
+    return ws
+
+
 def request_file(root: Path) -> Path:
     path = root / "request.json"
     path.write_text(json.dumps({"data": [[1, 2, 3], [4, 5, 6]]}))

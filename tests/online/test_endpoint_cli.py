@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amlops.workspace.local.workspace import LocalWorkspace
-from online_support import request_file, scoring_folder
+from online_support import request_file, scoring_folder, workspace_with_model
 
 
 def amlops(*args: str, workspace: Path) -> subprocess.CompletedProcess:
@@ -19,11 +18,7 @@ def amlops(*args: str, workspace: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    folder = tmp_path / "ws"
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model.txt").write_text("a model\n")
-    LocalWorkspace(folder).register_model("driver", model, {}, {}, None)
+    folder = workspace_with_model(tmp_path).root
     yield folder
     for name in ("cli-ep",):
         amlops("endpoints", "delete", name, workspace=folder)

@@ -20,8 +20,7 @@ from amlops.deploy.online_endpoint.rollout import RolloutFailed, RolloutPlan, ro
 from amlops.deploy.online_endpoint.router import weighted_upstreams
 from amlops.errors import AmlopsError
 from amlops.processes import process_alive
-from amlops.workspace.local.workspace import LocalWorkspace
-from online_support import ClientLoop, request_file, scoring_folder
+from online_support import ClientLoop, request_file, scoring_folder, workspace_with_model
 
 
 def test_weights_become_repeated_upstreams_in_round_robin_order():
@@ -35,12 +34,7 @@ def test_weights_become_repeated_upstreams_in_round_robin_order():
 def endpoints(tmp_path: Path):
     if not shutil.which("caddy"):
         pytest.skip("caddy (apt-get install caddy)")
-    ws = LocalWorkspace(tmp_path / "ws")
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model.txt").write_text("a model\n")
-    ws.register_model("driver", model, {}, {}, None)
-    backend = LocalEndpoints(ws, on_info=lambda line: None)
+    backend = LocalEndpoints(workspace_with_model(tmp_path), on_info=lambda line: None)
     yield backend
     for endpoint in backend.list():
         backend.delete(endpoint.name)
