@@ -29,7 +29,7 @@ validated against that spec, whatever api-version azure-ai-ml sends (2022-02-01-
 * long-running operations as recorded (recordings/README.md "Online endpoints"): PUT answers 201 (or 200)
   with `Azure-AsyncOperation` (mfeOperationsStatus/oeidp:<workspace id>:<op>) and
   `x-ms-async-operation-timeout: PT30M`, the body `provisioningState: Creating`, `kind: Managed`; the
-  operation goes InProgress -> Succeeded | Failed; DELETE answers 202 with a `Location` polled to 200.
+  operation goes Updating -> Succeeded | Failed; DELETE answers 202 with a `Location` polled to 200.
 
 Scoring is real HTTP on loopback: the endpoint's scoringUri is this fake's scoring front end, which checks the
 key, routes by the `azureml-model-deployment` header or by the traffic weights (round robin over the
@@ -74,6 +74,7 @@ SKUS = {"Standard_DS1_v2": (1, "standardDSv2Family"), "Standard_DS2_v2": (2, "st
 DEFAULT_QUOTA = {"standardDSv2Family": 32, "standardFSv2Family": 32, "standardESv3Family": 32,
                  "standardNCSv3Family": 0}
 DEPLOYMENT_HEADER = "azureml-model-deployment"
+IN_PROGRESS = "Updating"  # an operation's status while it runs, as recorded (recordings/README.md, online_endpoint_e2e)
 ENDPOINTS = r"/onlineEndpoints"
 
 
@@ -187,7 +188,7 @@ class OnlineEndpoints:
             self._keys[name.lower()] = {"primaryKey": keys.get("primaryKey") or secrets.token_urlsafe(32),
                                         "secondaryKey": keys.get("secondaryKey") or secrets.token_urlsafe(32)}
         self.fake.resources[path.lower()] = resource
-        headers = self._operation(path, url, ["InProgress", "Succeeded"])
+        headers = self._operation(path, url, [IN_PROGRESS, "Succeeded"])
         return Answer(200 if existing else 201, _public(resource), headers)
 
     def _traffic_problem(self, endpoint: str, traffic: dict, mirror: dict) -> str | None:
@@ -217,7 +218,7 @@ class OnlineEndpoints:
         del self.fake.resources[path.lower()]
         self.region.pop(name.lower(), None)
         self._keys.pop(name.lower(), None)
-        return Answer(202, None, self._operation(path, url, ["InProgress", "Succeeded"], location=True))
+        return Answer(202, None, self._operation(path, url, [IN_PROGRESS, "Succeeded"], location=True))
 
     def _list_keys(self, name: str) -> Answer:
         endpoint = self._resource(self._endpoint_path(name))
@@ -272,7 +273,7 @@ class OnlineEndpoints:
                          "type": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments",
                          "systemData": existing["systemData"] if existing else self.fake._system_data()})
         self.fake.resources[path.lower()] = resource
-        headers = self._operation(path, url, ["InProgress", "Provision"])
+        headers = self._operation(path, url, [IN_PROGRESS, "Provision"])
         return Answer(200 if existing else 201, resource, headers)
 
     def _delete_deployment(self, endpoint: str, name: str, url: str) -> Answer:
@@ -289,7 +290,7 @@ class OnlineEndpoints:
         del self.fake.resources[path.lower()]
         properties.get("traffic", {}).pop(name, None)  # a 0 entry goes with the deployment
         properties.get("mirrorTraffic", {}).pop(name, None)
-        return Answer(202, None, self._operation(path, url, ["InProgress", "Succeeded"], location=True))
+        return Answer(202, None, self._operation(path, url, [IN_PROGRESS, "Succeeded"], location=True))
 
     def _needed_cores(self, resource: dict) -> tuple[str, int]:
         properties = resource["properties"]
@@ -357,10 +358,10 @@ class OnlineEndpoints:
                 resource["properties"]["provisioningState"] = "Succeeded"
         if "mfeoperationsresults" in path.lower():
             again = {"Location": f"https://{self.fake.arm_host}{path}?{urlencode(query)}"}
-            return Answer(202, None, again) if state == "InProgress" else Answer(200)
+            return Answer(202, None, again) if state == IN_PROGRESS else Answer(200)
         body = {"id": path, "name": operation_id, "status": state, "startTime": now(),
-                "endTime": "0001-01-01T00:00:00+00:00" if state == "InProgress" else now(),
-                "percentComplete": 0.0 if state == "InProgress" else 1.0}
+                "endTime": "0001-01-01T00:00:00+00:00" if state == IN_PROGRESS else now(),
+                "percentComplete": 0.0 if state == IN_PROGRESS else 1.0}
         if state == "Failed":
             body["error"] = operation["error"]
         return Answer(200, body)
