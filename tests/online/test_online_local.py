@@ -7,7 +7,10 @@ v1 kept or deleted as asked). Not one request of the client may fail.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -111,6 +114,13 @@ def test_the_router_checks_the_key_and_routes_by_weight_and_header(endpoints: Lo
         endpoints.set_traffic("weights", {"blue": 70, "green": 20})
     with pytest.raises(AmlopsError, match="still takes 30% of endpoint weights's traffic"):
         endpoints.delete_deployment("weights", "green")
+    pid = json.loads((endpoints.root / "weights" / "endpoint.json").read_text())["router_pid"]
+    os.kill(pid, signal.SIGKILL)  # the router is gone (a crash, a reboot): the next change starts it again
+    while process_alive(pid):
+        time.sleep(0.05)
+    assert endpoints.get("weights").status == "RouterDown"
+    endpoints.set_traffic("weights", {"blue": 0, "green": 100})
+    assert call(endpoint.scoring_uri, key) == (200, '{"predictions": [0.9]}')
     pid = json.loads((endpoints.root / "weights" / "endpoint.json").read_text())["router_pid"]
     endpoints.delete("weights")
     assert not process_alive(pid) and endpoints.get("weights") is None
