@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from amlops import api
 from amlops.deploy.online_endpoint.model import DeploymentSpec
 from amlops.deploy.online_endpoint.rollout import RolloutFailed, RolloutPlan, rollout
 from amlops.errors import AmlopsError
@@ -54,7 +55,7 @@ def spec(tmp_path: Path, model, name: str, value: float = 0.1, broken: bool = Fa
     return DeploymentSpec(name, model, scoring_folder(tmp_path / "code", name, value, broken), **kwargs)
 
 
-def test_blue_green_rollout_against_the_service(backend, online, fake, model, tmp_path):
+def test_blue_green_rollout_against_the_service(backend, online, fake, model, tmp_path, azure_ws):
     first = rollout(backend, "driver-ep", spec(tmp_path, model, "build1", 0.1), plan(tmp_path))
     assert first.traffic == {"build1": 100} and first.previous is None and first.key
 
@@ -66,8 +67,11 @@ def test_blue_green_rollout_against_the_service(backend, online, fake, model, tm
         assert backend.get("driver-ep").traffic == {"build1": 100}
         assert [d.name for d in backend.get("driver-ep").deployments] == ["build1"]
 
-        third = rollout(backend, "driver-ep", spec(tmp_path, model, "build3", 0.3),
-                        plan(tmp_path, traffic_steps=(20, 100), delete_previous=True))
+        third = api.deploy_online_endpoint(  # the API the CLI and the task call
+            azure_ws, endpoint_name="driver-ep", deployment_name="build3", model_name="driver", model_version=None,
+            scoring_folder=scoring_folder(tmp_path / "code", "build3", 0.3), request_file=request_file(tmp_path),
+            traffic_steps=(20, 100), delete_previous=True, smoke_requests=3, readiness_timeout_s=10,
+            on_info=lambda line: None)
     assert client.errors == [] and client.answers[0.1] > 0 and client.answers[0.3] > 0, (client.errors, client.answers)
     assert third.previous == "build1" and third.deleted == ("build1",) and third.traffic == {"build3": 100}
     assert [d.name for d in backend.get("driver-ep").deployments] == ["build3"]
