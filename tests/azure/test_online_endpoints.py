@@ -100,9 +100,10 @@ def test_mirror_traffic_first_then_live(backend, online, model, tmp_path):
     assert backend.get("mirror-ep").mirror_traffic == {}
 
 
-def test_aml_token_auth(backend, online, model, tmp_path):
-    result = rollout(backend, "token-ep", spec(tmp_path, model, "blue"), plan(tmp_path, auth_mode="aml_token"))
-    assert result.smoke.passed and backend.get("token-ep").auth_mode == "aml_token"
+@pytest.mark.parametrize("mode", ["aml_token", "aad_token"])
+def test_token_auth(backend, online, model, tmp_path, mode):
+    result = rollout(backend, "token-ep", spec(tmp_path, model, "blue"), plan(tmp_path, auth_mode=mode))
+    assert result.smoke.passed and backend.get("token-ep").auth_mode == mode
 
 
 # --- the service's rules, each broken on purpose ------------------------------------------------------------
