@@ -58,7 +58,8 @@ def test_deploy_then_traffic_rollback_and_delete(workspace: Path, tmp_path: Path
 def test_bad_input_is_one_line(workspace: Path, tmp_path: Path):
     steps = amlops("deploy", "driver", "--target", "online-endpoint", "--endpoint", "cli-ep", "--name", "blue",
                    "--traffic-steps", "10,x", workspace=workspace)
-    assert steps.returncode == 2 and "'10,x': give percentages separated by commas" in steps.stderr
+    assert steps.returncode == 1 and steps.stderr == ("error: --traffic-steps must be percentages separated by "
+                                                      "commas such as 10,50,100, got '10,x'\n")
     missing = amlops("deploy", "driver", "--target", "online-endpoint", "--name", "blue", workspace=workspace)
     assert missing.returncode == 2 and "--target online-endpoint needs --endpoint NAME" in missing.stderr
     name = amlops("deploy", "driver", "--target", "online-endpoint", "--endpoint", "x", "--name", "blue",

@@ -11,16 +11,9 @@ import click
 
 from amlops import api
 from amlops.cli.options import table, workspace_options
+from amlops.deploy.online_endpoint.rollout import parse_traffic_steps
 from amlops.errors import AmlopsError
 from amlops.smoke import parse_expected
-
-
-def _steps(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: give percentages separated by commas, e.g. 10,50,100",
-                                 param_hint="--traffic-steps") from None
 
 
 def endpoint_options(command: Callable) -> Callable:
@@ -55,7 +48,7 @@ def deploy_to_endpoint(ws, model_name: str, version: int | None, deployment_name
     result = api.deploy_online_endpoint(
         ws, endpoint_name=endpoint_name, deployment_name=deployment_name, model_name=model_name,
         model_version=version, scoring_folder=scoring_folder, request_file=request_file, entry_script=entry_script,
-        instance_type=instance_type, instance_count=instance_count, traffic_steps=_steps(traffic_steps),
+        instance_type=instance_type, instance_count=instance_count, traffic_steps=parse_traffic_steps(traffic_steps),
         mirror_percent=mirror_percent, delete_previous=delete_previous, auth_mode=auth_mode,
         expected=parse_expected(expected), on_info=click.echo)
     click.echo(f"endpoint {result.endpoint}: {_traffic(result.traffic)}; scoring URI {result.scoring_uri}")

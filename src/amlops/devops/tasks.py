@@ -253,6 +253,7 @@ def smoke_test(ctx: TaskContext) -> str:
 # -- AmlDeployOnlineEndpoint -------------------------------------------------------------------------
 def deploy_online_endpoint(ctx: TaskContext) -> str:
     from amlops import api
+    from amlops.deploy.online_endpoint.rollout import parse_traffic_steps
 
     folder = ctx.existing_path("scoringFolder", kind="folder")
     request_file = ctx.existing_path("requestFile")
@@ -265,7 +266,7 @@ def deploy_online_endpoint(ctx: TaskContext) -> str:
         scoring_folder=folder, request_file=request_file, entry_script=ctx.text("entryScript") or "score.py",
         instance_type=ctx.text("instanceType") or "Standard_DS3_v2",
         instance_count=_whole(ctx, "instanceCount", 1) if azure else 1,
-        traffic_steps=_traffic_steps(ctx.text("trafficSteps")),
+        traffic_steps=parse_traffic_steps(ctx.text("trafficSteps"), "input 'trafficSteps'"),
         mirror_percent=_whole(ctx, "mirrorPercent", 0) if azure else 0,
         delete_previous=bool(ctx.inputs["deletePrevious"]), auth_mode=ctx.text("authMode") or "key",
         expected=parse_expected(ctx.text("expectedValues"), "input 'expectedValues'"),
@@ -292,14 +293,6 @@ def _whole(ctx: TaskContext, name: str, default: int) -> int:
     if value != int(value):
         raise AmlopsError(f"input '{name}' must be a whole number, got {value:g}")
     return int(value)
-
-
-def _traffic_steps(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in (text or "100").split(","))
-    except ValueError:
-        raise AmlopsError(f"input 'trafficSteps' must be percentages separated by commas such as 10,50,100, "
-                          f"got '{text}'") from None
 
 
 def _ms(value: Any) -> str:

@@ -53,6 +53,15 @@ class RolloutResult:
     key: str | None = field(default=None, repr=False)  # a secret: the endpoint key or a token
 
 
+def parse_traffic_steps(text: str | None, source: str = "--traffic-steps") -> tuple[int, ...]:
+    """`10,50,100` -> (10, 50, 100); empty means all at once."""
+    try:
+        return tuple(int(part) for part in (text or "100").split(","))
+    except ValueError:
+        raise AmlopsError(f"{source} must be percentages separated by commas such as 10,50,100, got '{text}'") \
+            from None
+
+
 def check_plan(plan: RolloutPlan) -> None:
     steps = plan.traffic_steps
     if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps) or list(steps) != sorted(set(steps)):
