@@ -103,8 +103,8 @@ def steps(document: dict) -> list[dict]:
 
 
 def test_our_four_tasks_have_task_json():
-    assert [p.parent.name for p in task_files()] == ["AmlDeployAci", "AmlPublishPipeline", "AmlRunPipeline",
-                                                     "AmlSmokeTest"]
+    assert [p.parent.name for p in task_files()] == ["AmlDeployAci", "AmlDeployOnlineEndpoint", "AmlPublishPipeline",
+                                                     "AmlRunPipeline", "AmlSmokeTest"]
 
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)

@@ -132,3 +132,63 @@ def smoke_test(scoring_uri: str, *, request_file: str | Path, key: str | None = 
     return SmokeTest(scoring_uri, Path(request_file), key=key, expected=expected, tolerance=tolerance,
                      count=count, latency_budget_ms=latency_budget_ms,
                      readiness_timeout_s=readiness_timeout_s).run()
+
+
+def online_endpoints(ws: Workspace, on_info: Callable[[str], None] = print):
+    """The online endpoints of a workspace: local (inference servers behind Caddy) or Azure ML managed ones."""
+    if ws.kind == "local":
+        from amlops.deploy.online_endpoint.local import LocalEndpoints
+
+        return LocalEndpoints(ws, on_info)
+    from amlops.deploy.online_endpoint.azure import AzureEndpoints
+
+    return AzureEndpoints(ws, on_info)
+
+
+def deploy_online_endpoint(ws: Workspace, *, endpoint_name: str, deployment_name: str, model_name: str,
+                           model_version: int | None, scoring_folder: str | Path, request_file: str | Path,
+                           entry_script: str = "score.py", instance_type: str = "Standard_DS3_v2",
+                           instance_count: int = 1, traffic_steps: tuple[int, ...] = (100,), mirror_percent: int = 0,
+                           delete_previous: bool = False, auth_mode: str = "key", expected: list[float] | None = None,
+                           tolerance: float = 0.01, smoke_requests: int = 10, readiness_timeout_s: float = 600,
+                           on_info: Callable[[str], None] = print):
+    """Blue/green: a new deployment of the model on the endpoint (created if missing), smoke-tested alone, then
+    given the traffic (in steps, checked after each); any failure gives the traffic back and deletes it."""
+    from amlops.deploy.online_endpoint.model import DeploymentSpec, check_name
+    from amlops.deploy.online_endpoint.rollout import RolloutPlan, check_plan, rollout
+
+    folder = Path(scoring_folder)
+    if not (folder / entry_script).is_file():
+        raise AmlopsError(f"entry script {folder / entry_script} not found; pass the scoring folder holding "
+                          f"{entry_script} (and its requirements.txt)")
+    if instance_count < 1:
+        raise AmlopsError(f"instance count must be at least 1, got {instance_count}")
+    plan = RolloutPlan(Path(request_file), tuple(traffic_steps), mirror_percent, delete_previous, auth_mode, expected,
+                       tolerance, smoke_requests, readiness_timeout_s)
+    check_name("endpoint", endpoint_name)
+    check_name("deployment", deployment_name)
+    check_plan(plan)
+    from amlops.smoke import SmokeTest  # the request file is read (and checked) before anything is created
+
+    SmokeTest("http://unused", plan.request_file)
+    model = ws.get_model(model_name, model_version)
+    spec = DeploymentSpec(deployment_name, model, folder, entry_script, instance_type, instance_count)
+    return rollout(online_endpoints(ws, on_info), endpoint_name, spec, plan, on_info)
+
+
+def rollback_online_endpoint(ws: Workspace, endpoint_name: str, to: str | None = None,
+                             on_info: Callable[[str], None] = print):
+    """All traffic to `to`, or, when not given, to the one other deployment of the endpoint."""
+    backend = online_endpoints(ws, on_info)
+    endpoint = backend.get(endpoint_name)
+    if endpoint is None:
+        raise AmlopsError(f"online endpoint {endpoint_name} not found; `amlops endpoints list` shows them")
+    others = [d.name for d in endpoint.deployments if d.name != endpoint.live]
+    if to is None and len(others) != 1:
+        raise AmlopsError(f"endpoint {endpoint_name} has {len(others)} deployments besides the live one "
+                          f"({', '.join(others) or 'none'}); name the one to roll back to with --to")
+    target = to or others[0]
+    if endpoint.deployment(target) is None:
+        raise AmlopsError(f"endpoint {endpoint_name} has no deployment {target}; its deployments: "
+                          f"{', '.join(d.name for d in endpoint.deployments) or 'none'}")
+    return backend.set_traffic(endpoint_name, {d.name: 100 if d.name == target else 0 for d in endpoint.deployments})

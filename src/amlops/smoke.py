@@ -51,11 +51,12 @@ class SmokeTest:
     def __init__(self, scoring_uri: str, request_file: Path, key: str | None = None,
                  expected: list[float] | None = None, tolerance: float = 0.01, count: int = 20,
                  latency_budget_ms: float | None = None, readiness_timeout_s: float = 300,
-                 request_timeout_s: float = 30):
+                 request_timeout_s: float = 30, headers: dict[str, str] | None = None):
         bounded_http.check_url(scoring_uri, "scoring URI")
         _check_seconds("--timeout (readiness)", readiness_timeout_s)
         _check_seconds("request timeout", request_timeout_s)
         self.scoring_uri = scoring_uri
+        self.headers = dict(headers or {})  # e.g. azureml-model-deployment, to test one deployment alone
         self.payload, self.rows = _load_request(request_file)
         self.key = _clean_key(key)
         self.masker = Masker([key or "", self.key or ""])
@@ -115,7 +116,7 @@ class SmokeTest:
     def _call(self, timeout_s: float | None = None) -> Answer:
         """One POST within its deadline; the body is bounded and a redirect is an answer, never followed
         (the key would travel with it)."""
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **self.headers}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
         started = time.perf_counter()

@@ -148,6 +148,7 @@ class FakeAzureML:
         self.polls_per_phase = 2  # azure-ai-ml's jobs.list(parent_job_name=...) GETs the parent job too
         self.job_outputs: dict[str, dict[str, bytes]] = {}
         self.denied: dict[str, str] = {}  # path fragment -> action name: answered 403 AuthorizationFailed
+        self.extensions: list[Any] = []  # more ARM routes: `arm(...)` answers or returns None (fake_online_endpoints)
         self._jobs: dict[str, dict] = {}
         self._operations: dict[str, list[str]] = {}
         self._lock = threading.RLock()
@@ -263,6 +264,10 @@ class FakeAzureML:
         if not api_version:
             return _error(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) "
                           "is required for all requests.")
+        for extension in self.extensions:
+            answer = extension.arm(method, path, query, payload, url)
+            if answer is not None:
+                return answer
         spec = spec_for(api_version)
         if spec.operation(method, path) is None and "/mfeOperations" not in path:
             return self._unhandled(method, url)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO.parent / "shared" / "specs"  # the repository's sibling, as laid out for developers and CI
-TASK_NAMES = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest")
+TASK_NAMES = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest", "AmlDeployOnlineEndpoint")
 PREFIX = "##vso["
 _SPECIAL = (("%3B", ";"), ("%0D", "\r"), ("%0A", "\n"), ("%5D", "]"))
 # Variables the test process may carry that the agent would not give a task.

@@ -16,7 +16,8 @@ TASKS = REPO / "tasks"
 IDS = {"AmlPublishPipeline": "6cae206a-044f-4a05-9c4b-d2ba5e472ac9",
        "AmlRunPipeline": "32c5c089-770c-4fbe-b35f-b435cddb58b2",
        "AmlDeployAci": "cde006dd-709f-4826-8a97-09d7faf68b34",
-       "AmlSmokeTest": "1a596f22-30bc-4a3e-a0e8-7bf939ff9470"}
+       "AmlSmokeTest": "1a596f22-30bc-4a3e-a0e8-7bf939ff9470",
+       "AmlDeployOnlineEndpoint": "9a338287-a4fa-4fca-8d1e-bd2ef26e34bd"}
 COMMON = ["target", "azureSubscription", "resourceGroup", "workspaceName", "localWorkspace", "pythonPath"]
 CONTRACT = {  # docs/task-inputs-contract.md
     "AmlPublishPipeline": (["pipelineFile", "pipelineName", "pipelineVersion", "publishEndpoint"],
@@ -31,6 +32,11 @@ CONTRACT = {  # docs/task-inputs-contract.md
     "AmlSmokeTest": (["scoringUri", "scoringKey", "requestFile", "expectedValues", "tolerance", "requestCount",
                       "latencyBudgetMs", "readinessTimeoutSeconds"],
                      ["smokeTestPassed", "latencyP50Ms", "latencyP95Ms", "latencyP99Ms"]),
+    "AmlDeployOnlineEndpoint": (["modelName", "modelVersion", "endpointName", "deploymentName", "authMode",
+                                 "instanceType", "instanceCount", "scoringFolder", "entryScript", "requestFile",
+                                 "expectedValues", "trafficSteps", "mirrorPercent", "deletePrevious", "smokeRequests",
+                                 "readinessTimeoutSeconds"],
+                                ["scoringUri", "deploymentName", "previousDeployment", "scoringKey"]),
 }
 
 

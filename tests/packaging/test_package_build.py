@@ -18,7 +18,7 @@ import yaml
 from support import REPO, SPECS
 from vsix_helpers import NS, content_types, package, read_parts, vsix_metadata, vso, xml_items
 
-TASKS = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest")
+TASKS = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest", "AmlDeployOnlineEndpoint")
 
 
 def manifest() -> dict:
@@ -177,10 +177,10 @@ def _versions(root: Path) -> tuple[str, list[int]]:
 
 def test_rev_version_bumps_extension_and_tasks_together(root: Path, wheel: Path, tmp_path: Path) -> None:
     before = {p: p.read_text() for p in [root / "vss-extension.json", *(root / "tasks").glob("*/task.json")]}
-    assert _versions(root) == ("0.1.0", [0, 0, 0, 0])
+    assert _versions(root) == ("0.1.0", [0, 0, 0, 0, 0])
     result = package("--root", root, "--out", tmp_path / "out", "--wheel", wheel, "--rev-version")
     assert result.exit_code == 0, result.output
-    assert _versions(root) == ("0.1.1", [1, 1, 1, 1])
+    assert _versions(root) == ("0.1.1", [1, 1, 1, 1, 1])
     for path, text in before.items():  # in place: only the version line changed
         changed = [(a, b) for a, b in zip(text.splitlines(), path.read_text().splitlines()) if a != b]
         assert len(changed) == 1 and len(text.splitlines()) == len(path.read_text().splitlines()), path
@@ -189,7 +189,7 @@ def test_rev_version_bumps_extension_and_tasks_together(root: Path, wheel: Path,
     for name in TASKS:
         assert json.loads(parts[f"tasks/{name}/task.json"])["version"]["Patch"] == 1
     assert package("--root", root, "--out", tmp_path / "out", "--wheel", wheel, "--rev-version").exit_code == 0
-    assert _versions(root) == ("0.1.2", [2, 2, 2, 2])
+    assert _versions(root) == ("0.1.2", [2, 2, 2, 2, 2])
     assert (tmp_path / "out" / "amlops.amlops-0.1.2.vsix").is_file()
 
 
@@ -208,7 +208,7 @@ def test_dev_flavour_installs_next_to_production(root: Path, wheel: Path, tmp_pa
         assert dev_task["name"] == prod_task["name"] and dev_task["version"] == prod_task["version"]
         assert dev_task["id"] == str(uuid.uuid5(uuid.UUID(prod_task["id"]), f"amlops-dev/{prod_task['id']}"))
         dev_ids[name], prod_ids[name] = dev_task["id"], prod_task["id"]
-    assert len(set(dev_ids.values()) | set(prod_ids.values())) == 8
+    assert len(set(dev_ids.values()) | set(prod_ids.values())) == 10
     again = package("--root", root, "--out", tmp_path / "again", "--wheel", wheel, "--dev")
     assert again.exit_code == 0 and (tmp_path / "again" / "amlops.amlops-dev-0.1.0.vsix").read_bytes() == \
         (tmp_path / "amlops.amlops-dev-0.1.0.vsix").read_bytes()

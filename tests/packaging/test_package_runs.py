@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 def test_staged_tasks_run_from_the_unzipped_package(unzipped: Path, tmp_path: Path, tmp_path_factory) -> None:
     staged = {folder.name: folder for folder in (unzipped / "tasks").iterdir()}
-    assert sorted(staged) == sorted(["AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest"])
+    assert sorted(staged) == sorted(["AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest",
+                                     "AmlDeployOnlineEndpoint"])
     sources = tmp_path / "s"
     shutil.copytree(REPO / "training", sources / "training",
                     ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))

@@ -69,7 +69,7 @@ CASES = {
     "names differing only in case": (both(add_file("extension/Notes.md"), add_file("extension/NOTES.md")),
                                      "differ only in case"),
     "file that does not exist": (manifest_edit(lambda m: m["files"].append({"path": "nowhere"})),
-                                 "files[4].path 'nowhere' does not exist"),
+                                 "files[5].path 'nowhere' does not exist"),
     "path outside the root": (manifest_edit(lambda m: m["files"].append({"path": "../secrets"})),
                               "'../secrets' must be a relative path inside the extension root"),
     # what tfx only warns about and the server rejects at upload

@@ -52,9 +52,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from amlops.cli import deploy_commands, flow_commands, package_commands, policy_commands, workspace_commands
+    from amlops.cli import (
+        deploy_commands, endpoint_commands, flow_commands, package_commands, policy_commands, workspace_commands,
+    )
 
-    for module in (flow_commands, workspace_commands, deploy_commands, policy_commands, package_commands):
+    for module in (flow_commands, workspace_commands, deploy_commands, endpoint_commands, policy_commands,
+                   package_commands):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -8,6 +8,7 @@ import click
 
 from amlops import api, names
 from amlops.cli.echo import untrusted
+from amlops.cli.endpoint_commands import deploy_to_endpoint, endpoint_options
 from amlops.cli.options import checked, model_reference, table, workspace_options
 from amlops.errors import AmlopsError
 from amlops.secret_masking import register as register_secret
@@ -21,10 +22,18 @@ from amlops.smoke import parse_expected
 @click.option("--scoring-folder", type=click.Path(file_okay=False, path_type=Path), default="training/scoring",
               show_default=True, help="Folder with the entry script and its requirements.txt.")
 @click.option("--entry-script", default="score.py", show_default=True)
+@click.option("--target", type=click.Choice(["service", "online-endpoint"]), default="service", show_default=True,
+              help="service: one scoring service (local server, or ACI on azure); online-endpoint: a new "
+              "deployment of an online endpoint, smoke-tested, then given the traffic (blue/green).")
+@endpoint_options
 @workspace_options
-def deploy(ws, model: tuple[str, int | None], deployment_name: str, scoring_folder: Path, entry_script: str) -> None:
+def deploy(ws, model: tuple[str, int | None], deployment_name: str, scoring_folder: Path, entry_script: str,
+           target: str, **endpoint) -> None:
     """Serve MODEL (NAME or NAME:VERSION, default the latest) with the Azure ML inference server."""
     name, version = model
+    if target == "online-endpoint":
+        deploy_to_endpoint(ws, name, version, deployment_name, scoring_folder, entry_script, **endpoint)
+        return
     deployment = api.deploy(ws, model_name=name, model_version=version, deployment_name=deployment_name,
                             scoring_folder=scoring_folder, entry_script=entry_script)
     click.echo(f"deployed {deployment.model_name}:{deployment.model_version} as {deployment.name}: "

@@ -1,4 +1,4 @@
-"""The four task entrypoints. Each takes a TaskContext, calls the Python API and returns its message.
+"""The task entrypoints. Each takes a TaskContext, calls the Python API and returns its message.
 
 The API (and through it azure-ai-ml) is imported inside each entrypoint, so a task pays only for what
 it uses: AmlSmokeTest never imports azure.
@@ -258,6 +258,51 @@ def smoke_test(ctx: TaskContext) -> str:
     return f"smoke test passed: {report.requests} requests, p95 {_ms(latency.get('p95'))} ms"
 
 
+# -- AmlDeployOnlineEndpoint -------------------------------------------------------------------------
+def deploy_online_endpoint(ctx: TaskContext) -> str:
+    from amlops import api
+    from amlops.deploy.online_endpoint.rollout import parse_traffic_steps
+
+    folder = ctx.existing_path("scoringFolder", kind="folder")
+    request_file = ctx.existing_path("requestFile")
+    azure = ctx.inputs["target"] == "azure"
+    workspace = open_workspace(ctx)
+    ctx.log.setprogress(10, "rolling out")
+    result = api.deploy_online_endpoint(
+        workspace, endpoint_name=ctx.text("endpointName"), deployment_name=ctx.text("deploymentName"),
+        model_name=ctx.text("modelName"), model_version=_model_version(ctx.text("modelVersion")),
+        scoring_folder=folder, request_file=request_file, entry_script=ctx.text("entryScript") or "score.py",
+        instance_type=ctx.text("instanceType") or "Standard_DS3_v2",
+        instance_count=_whole(ctx, "instanceCount", 1) if azure else 1,
+        traffic_steps=parse_traffic_steps(ctx.text("trafficSteps"), "input 'trafficSteps'"),
+        mirror_percent=_whole(ctx, "mirrorPercent", 0) if azure else 0,
+        delete_previous=bool(ctx.inputs["deletePrevious"]), auth_mode=ctx.text("authMode") or "key",
+        expected=parse_expected(ctx.text("expectedValues"), "input 'expectedValues'"),
+        smoke_requests=_whole(ctx, "smokeRequests", 10),
+        readiness_timeout_s=ctx.inputs["readinessTimeoutSeconds"] or 600, on_info=ctx.log.info)
+    ctx.log.setsecret(result.key or "")
+    ctx.output("scoringUri", result.scoring_uri)
+    ctx.output("deploymentName", result.deployment)
+    ctx.output("previousDeployment", result.previous or "")
+    ctx.output("scoringKey", result.key or "", secret=True)
+    ctx.summary.add("Online endpoint", properties({
+        "endpoint": result.endpoint, "scoring URI": result.scoring_uri, "new deployment": result.deployment,
+        "previous deployment": result.previous or "(none)",
+        "traffic": ", ".join(f"{k} {v}%" for k, v in sorted(result.traffic.items()) if v),
+        "deleted": ", ".join(result.deleted) or "(none)"}))
+    ctx.summary.add("Smoke test", latency_table(dict(result.smoke.latency_ms or {}), None))
+    return f"endpoint {result.endpoint} serves {result.deployment} at {result.scoring_uri}"
+
+
+def _whole(ctx: TaskContext, name: str, default: int) -> int:
+    value = ctx.inputs[name]
+    if value is None:
+        return default
+    if value != int(value):
+        raise AmlopsError(f"input '{name}' must be a whole number, got {value:g}")
+    return int(value)
+
+
 def _ms(value: Any) -> str:
     return "" if value is None else f"{float(value):.1f}"
 
@@ -267,4 +312,5 @@ TASKS: dict[str, Callable[[TaskContext], str]] = {
     "AmlRunPipeline": run_pipeline,
     "AmlDeployAci": deploy_aci,
     "AmlSmokeTest": smoke_test,
+    "AmlDeployOnlineEndpoint": deploy_online_endpoint,
 }

@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 TASKS_DIR = REPO_ROOT / "tasks"
 LAUNCHER = REPO_ROOT / "extension" / "launcher.js"
 CONSTRAINTS = TASKS_DIR / "constraints.txt"
-TASK_NAMES = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest")
+TASK_NAMES = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeTest", "AmlDeployOnlineEndpoint")
 RUNTIME_EXTRAS = ("local", "azure")
 _SOURCE_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "MANIFEST.in")
 
