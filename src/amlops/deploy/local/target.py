@@ -25,6 +25,7 @@ __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process
 from amlops.workspace.entities import Deployment, ModelVersion
 from amlops.workspace.local.workspace import LocalWorkspace
 from amlops.workspace.local.db import now
+from amlops.workspace.local.snapshot import copy_files
 
 LIVENESS_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 25
@@ -71,8 +72,8 @@ def _check_scoring_folder(folder: Path, entry_script: str) -> None:
 
 def _stage(folder: Path, model: ModelVersion, scoring_folder: Path) -> Path:
     model_dir = folder / "azureml-models" / model.name / str(model.version)
-    shutil.copytree(model.path, model_dir)
-    shutil.copytree(scoring_folder, folder / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_files(model.path, model_dir)  # regular files only: a fifo would hang a plain copy
+    copy_files(scoring_folder, folder / "app")
     return model_dir
 
 
