@@ -460,3 +460,26 @@ def test_every_task_name_input_refuses_paths(walk_setup, tmp_path, task, name, v
     assert "##vso[task.complete result=Failed]" in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert f"input '{name}'" in errors[0]
     assert listing(base) == before
+
+
+def test_deleting_the_last_deployment_of_a_name_leaves_no_empty_folder(workspace):
+    folder = workspace.deployment_dir("d")
+    folder.mkdir(parents=True)
+    (folder / "server.log").write_text("log")
+    workspace.discard(folder)
+    assert (workspace.root / "deployments" / "d").exists() is False
+    (workspace.root / "deployments" / "d").mkdir()
+    workspace.remove_deployment("d")
+    assert not (workspace.root / "deployments" / "d").exists()
+
+
+def test_an_input_or_code_folder_that_is_itself_a_symlink_loop_is_one_line(mini_project, tmp_path):
+    os.symlink(mini_project / "loop-b", mini_project / "loop-a")
+    os.symlink(mini_project / "loop-a", mini_project / "loop-b")
+    edit(mini_project / "pipeline.yml", "path: ./data/numbers.csv", "path: ./loop-a")
+    assert "loop-a: a symlink loop" in one_line_error(cli("publish", str(mini_project / "pipeline.yml"),
+                                                          workspace=tmp_path / "ws"))
+    edit(mini_project / "pipeline.yml", "path: ./loop-a", "path: ./data/numbers.csv")
+    edit(mini_project / "components" / "make.yml", "code: ../code", "code: ../loop-a")
+    assert "code folder '../loop-a' is a symlink loop" in one_line_error(
+        cli("publish", str(mini_project / "pipeline.yml"), workspace=tmp_path / "ws"))

@@ -235,7 +235,8 @@ class LocalWorkspace:
         names.check(names.DATASTORE, datastore, "datastore name")
         relative_path = names.datastore_path(path if path is not None else file.name, "datastore path")
         if not file.is_file():
-            raise AmlopsError(f"--file {file}: no such file; give the training data file to upload")
+            what = "not a regular file" if file.exists() else "no such file"
+            raise AmlopsError(f"--file {file}: {what}; give the training data file to upload")
         target = self.path("datastores", datastore, *relative_path.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path("datastores", datastore, *relative_path.split("/")[:-1],
