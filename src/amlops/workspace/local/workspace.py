@@ -3,6 +3,7 @@
 Layout under the root (default `.amlops/`):
   workspace.db                     metadata (pipelines, runs, steps, models, deployments)
   snapshots/<pipeline>/<version>/  immutable copies of the published YAML, components, code, inputs
+  objects/<sha256>                 each distinct snapshot file once, hard-linked into the snapshots
   runs/<run id>/steps/<step>/      per-step std_log.txt and outputs/<name>/
   datastores/<datastore>/<path>    what `amlops datastore upload` put there
   models/<name>/<version>/         registered model files
@@ -31,6 +32,7 @@ from amlops.workspace.local.snapshot import content_hash, copy_files, copy_snaps
 
 DEFAULT_ROOT = ".amlops"
 DATABASE = "workspace.db"
+OBJECTS = "objects"  # content-addressed file store behind the snapshots: objects/<sha256>
 
 
 def default_root() -> Path:
@@ -77,7 +79,7 @@ class LocalWorkspace:
             return self._same_content_or_fail(existing, digest, name, version or existing["version"])
         staging = self.path("snapshots", name, f".staging-{uuid.uuid4().hex}")
         try:
-            copy_snapshot(pipeline.files, staging, walked=files)
+            copy_snapshot(pipeline.files, staging, walked=files, objects=self.root / OBJECTS)
             with write_transaction(self.db):
                 existing = self._find_pipeline(name, version)  # again, under the write lock
                 if existing is not None and (version or existing["content_hash"] == digest):
