@@ -72,14 +72,15 @@ class LocalWorkspace:
             names.check(names.PIPELINE_VERSION, version, "pipeline version")
         root = snapshot_root(pipeline.files)
         files = walk(pipeline.files, within=pipeline.repository)  # a symlink loop, a fifo... refused here
-        digest = content_hash(pipeline.files, relative_to=root, walked=files)
+        hashes: dict[Path, str] = {}
+        digest = content_hash(pipeline.files, relative_to=root, walked=files, hashes=hashes)
         existing = self._find_pipeline(name, version)
         if existing is not None and (version or existing["content_hash"] == digest):
             # the same content as that version (or, without --version, as the latest): publishing is a no-op
             return self._same_content_or_fail(existing, digest, name, version or existing["version"])
         staging = self.path("snapshots", name, f".staging-{uuid.uuid4().hex}")
         try:
-            copy_snapshot(pipeline.files, staging, walked=files, objects=self.root / OBJECTS)
+            copy_snapshot(pipeline.files, staging, walked=files, objects=self.root / OBJECTS, hashes=hashes)
             with write_transaction(self.db):
                 existing = self._find_pipeline(name, version)  # again, under the write lock
                 if existing is not None and (version or existing["content_hash"] == digest):
