@@ -9,6 +9,7 @@ import pytest
 
 from amlops import api
 from amlops.errors import AmlopsError, NotFoundError
+from amlops.workspace.local.snapshot import file_hash
 from amlops.workspace.local.workspace import LocalWorkspace
 from support import edit
 
@@ -196,3 +197,15 @@ def test_an_interrupted_run_leaves_nothing_running(mini_project: Path, tmp_path:
         assert run.status == "Failed" and "ended before the run finished" in run.error
     leftover = subprocess.run(["pgrep", "-f", "MINI|make.py --data " + ws_path], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "the step process outlived its run"
+
+
+def test_a_file_unchanged_across_versions_is_stored_once(workspace, mini_project):
+    first = workspace.publish_pipeline(mini_project / "pipeline.yml", version="1")
+    (mini_project / "code" / "make.py").write_text((mini_project / "code" / "make.py").read_text() + "\n# v2\n")
+    second = workspace.publish_pipeline(mini_project / "pipeline.yml", version="2")
+    data = [version.snapshot.parent / "data" / "numbers.csv" for version in (first, second)]
+    code = [version.snapshot.parent / "code" / "make.py" for version in (first, second)]
+    assert os.path.samefile(*data) and data[0].stat().st_nlink == 3  # two snapshots and objects/<sha256>
+    assert not os.path.samefile(*code)
+    stored = workspace.root / "objects" / file_hash(data[0])
+    assert stored.is_file() and os.path.samefile(stored, data[1])

@@ -184,4 +184,25 @@ def datastore_upload(ws, file: Path, datastore_name: str, target_path: str | Non
     click.echo(uri)
 
 
-COMMANDS = [publish, submit, runs, models, datastore]
+@click.command("gc")
+@click.option("--keep-runs", type=click.IntRange(min=0), default=20, show_default=True,
+              help="How many of the most recent runs to keep.")
+@click.option("--keep-versions", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many of the most recent versions of each pipeline to keep.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed and freed; remove nothing.")
+@workspace_options
+def gc(ws, keep_runs: int, keep_versions: int, dry_run: bool) -> None:
+    """Free the space of old runs and pipeline versions of the local workspace. Never removed: runs still going,
+    the runs registered models came from (and so the models deployments serve), runs whose outputs kept runs
+    reuse, pipeline versions kept runs or models name; models and deployments themselves."""
+    if ws.kind != "local":
+        raise AmlopsError("gc cleans the local workspace; on Azure ML use the workspace's own retention settings")
+    from amlops.workspace.local import gc as collector
+
+    plan = collector.plan(ws, keep_runs, keep_versions)
+    if not dry_run:
+        collector.collect(ws, plan)
+    click.echo("\n".join(plan.lines(dry_run)))
+
+
+COMMANDS = [publish, submit, runs, models, datastore, gc]

@@ -10,7 +10,7 @@ from amlops.pipeline.model import (
     COMMAND_REFERENCE, INPUT_TYPES, OPTIONAL_GROUP, OUTPUT_TYPES, Component, InputSpec, OutputSpec,
 )
 from amlops.pipeline.types import type_problem
-from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, where
+from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, resolved, where
 
 COMPONENT_FIELDS = {
     "$schema", "type", "name", "version", "display_name", "description", "tags", "is_deterministic",
@@ -112,9 +112,10 @@ def _check_code(document: YamlMap, path: Path, problems: list[str]) -> Path | No
     code = document.get("code")
     if code is None:
         return None
-    code_path = (path.parent / str(code)).resolve()
+    code_path = resolved(path.parent / str(code))
     if not code_path.exists():
-        problems.append(f"{where(path, document, 'code')}: code folder '{code}' not found "
+        problem = "is a symlink loop" if code_path.is_symlink() else "not found"
+        problems.append(f"{where(path, document, 'code')}: code folder '{code}' {problem} "
                         f"(looked in {code_path}); fix the path, relative to the component file")
         return None
     return code_path
@@ -155,7 +156,7 @@ def _check_command(document: YamlMap, command: str, inputs: dict[str, InputSpec]
 def _check_environment(document: YamlMap, path: Path, problems: list[str]) -> None:
     environment = document.get("environment")
     if isinstance(environment, dict) and environment.get("conda_file"):
-        conda = (path.parent / str(environment["conda_file"])).resolve()
+        conda = resolved(path.parent / str(environment["conda_file"]))
         if not conda.is_file():
             problems.append(f"{where(path, environment, 'conda_file')}: conda file "
                             f"'{environment['conda_file']}' not found (looked in {conda}); fix the path")

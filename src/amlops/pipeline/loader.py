@@ -16,7 +16,7 @@ from amlops.pipeline.model import (
     PipelineInput, Step,
 )
 from amlops.pipeline.types import coerce, kind_of, type_problem
-from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, where
+from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, resolved, where
 from amlops.workspace.local.snapshot import check_regular
 
 PIPELINE_FIELDS = {
@@ -40,7 +40,7 @@ def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None,
     Every file the YAML names (components, code, conda files, local inputs) must be inside `repository`
     (default: the git repository holding the pipeline file, or its folder outside git); a path given in
     `overrides` (`--set inputs.x=PATH`) is the user's explicit choice and may be anywhere."""
-    path = Path(path).resolve()
+    path = resolved(Path(path))
     document = load_yaml(path, "pipeline")
     repository = (repository or repository_root(path)).resolve()
     problems: list[str] = []
@@ -90,7 +90,8 @@ def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 def _default_name(document: YamlMap, path: Path) -> str:
     text = str(document.get("display_name") or document.get("name") or path.parent.name or path.stem)
-    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-") or "pipeline"
+    # a valid pipeline name (amlops.names.PIPELINE): starts with a letter or digit, at most 255 characters
+    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).lstrip("-_")[:255].rstrip("-") or "pipeline"
 
 
 def _check_top_level(document: YamlMap, path: Path, problems: list[str]) -> None:
@@ -134,7 +135,7 @@ def _parse_pipeline_inputs(section: Any, path: Path, problems: list[str]) -> dic
 def _resolve_path(raw: str, pipeline_path: Path) -> str:
     if "://" in raw or raw.startswith("azureml:"):
         return raw
-    return str((pipeline_path.parent / raw).resolve())
+    return str(resolved(pipeline_path.parent / raw))
 
 
 def _check_local_paths(inputs: dict[str, PipelineInput], overridden: set[str], section: Any, repository: Path,
@@ -193,7 +194,7 @@ def _apply_overrides(inputs: dict[str, PipelineInput], overrides: dict[str, str]
             problems.append(f"--set inputs.{name}: the pipeline {path} has no input '{name}' (inputs: {known})")
             continue
         if current.is_path:
-            value = text if "://" in text or text.startswith("azureml:") else str(Path(text).resolve())
+            value = text if "://" in text or text.startswith("azureml:") else str(resolved(Path(text)))
             inputs[name] = PipelineInput(name=name, type=current.type, value=value, is_path=True)
             continue
         try:
@@ -260,7 +261,7 @@ def _step_component(name: str, job: YamlMap, path: Path, problems: list[str],
         problems.append(f"{at}: job '{name}' uses the registered component '{reference}', which only exists "
                         "in an Azure ML workspace; reference the component YAML file instead")
         return None
-    component_path = (path.parent / reference.removeprefix("file:")).resolve()
+    component_path = resolved(path.parent / reference.removeprefix("file:"))
     if not component_path.is_file():
         problems.append(f"{at}: component file '{reference}' of job '{name}' not found "
                         f"(looked in {component_path}); fix the path, relative to the pipeline file")
@@ -280,7 +281,7 @@ def _component_files(component: Component) -> set[Path]:
     files = {component.code} if component.code else set()
     environment = component.environment
     if isinstance(environment, dict) and environment.get("conda_file"):
-        files.add((component.path.parent / str(environment["conda_file"])).resolve())
+        files.add(resolved(component.path.parent / str(environment["conda_file"])))
     return files
 
 

@@ -129,6 +129,15 @@ def _check_shape(text: str, path: Path) -> None:
                                                "through its aliases (*name); write the values out instead"])
 
 
+def resolved(path: Path) -> Path:
+    """`path` made absolute with symlinks resolved; where that fails (a symlink loop) it stays as written, for
+    the existence and file-type checks to report."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def where(path: Path, mapping: Any, key: str | None = None) -> str:
     """`file:line` for a key of a mapping loaded by load_yaml (or just the file)."""
     if isinstance(mapping, YamlMap):

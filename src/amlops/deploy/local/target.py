@@ -26,6 +26,7 @@ __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process
 from amlops.workspace.entities import Deployment, ModelVersion
 from amlops.workspace.local.workspace import LocalWorkspace
 from amlops.workspace.local.db import now
+from amlops.workspace.local.snapshot import copy_files
 
 LIVENESS_TIMEOUT_S = 120.0
 LIVENESS_PROBE_S = 2.0
@@ -112,7 +113,7 @@ def _save(ws: LocalWorkspace, name: str, model: ModelVersion, port: int, pid: in
 @contextmanager
 def _name_lock(ws: LocalWorkspace, name: str, on_info: Callable[[str], None], timeout_s: float) -> Iterator[None]:
     """One deploy (or delete) per deployment name at a time, across processes."""
-    lock = FileLock(ws.root / "deployments" / f".{name}.lock")
+    lock = FileLock(ws.path("locks", f"deployment-{name}.lock"))
     if not lock.acquire(timeout_s=0):
         on_info(f"another deploy of {name} is in progress; waiting for it to finish")
         if not lock.acquire(timeout_s=2 * timeout_s + NAME_LOCK_MARGIN_S):
@@ -131,8 +132,8 @@ def _check_scoring_folder(folder: Path, entry_script: str) -> None:
 
 def _stage(folder: Path, model: ModelVersion, scoring_folder: Path) -> Path:
     model_dir = folder / "azureml-models" / model.name / str(model.version)
-    shutil.copytree(model.path, model_dir)
-    shutil.copytree(scoring_folder, folder / "app", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_files(model.path, model_dir)  # regular files only: a fifo would hang a plain copy
+    copy_files(scoring_folder, folder / "app")
     return model_dir
 
 

@@ -28,26 +28,53 @@ def snapshot_root(files: tuple[Path, ...]) -> Path:
     return common if common.is_dir() else common.parent
 
 
-def copy_snapshot(files: tuple[Path, ...], destination: Path, walked: list[tuple[Path, Path]] | None = None) -> None:
+def copy_snapshot(files: tuple[Path, ...], destination: Path, walked: list[tuple[Path, Path]] | None = None,
+                  objects: Path | None = None, hashes: dict[Path, str] | None = None) -> None:
+    """Copy the files under `destination`, keeping their layout below their common root. With `objects`
+    (a content-addressed store), each file is stored once as objects/<sha256> and hard-linked into place,
+    so a file unchanged across published versions takes its space once."""
     root = snapshot_root(files)
     for logical, real in walked if walked is not None else walk(files):
         target = destination / logical.relative_to(root)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(real, target)
+        if objects is None or not _link_object(real, target, objects, (hashes or {}).get(real)):
+            shutil.copy2(real, target)
     for source in files:  # empty folders too, so the copy has the same shape
         if source.is_dir():
             (destination / source.relative_to(root)).mkdir(parents=True, exist_ok=True)
 
 
+def _link_object(source: Path, target: Path, objects: Path, digest: str | None) -> bool:
+    """Hard-link `target` to the stored object with `source`'s content (storing it first); False where the
+    file system has no hard links, and the caller copies instead."""
+    stored = objects / (digest or file_hash(source))
+    try:
+        if not stored.exists():
+            objects.mkdir(parents=True, exist_ok=True)
+            temporary = objects / f".{stored.name}.{os.getpid()}.tmp"
+            shutil.copy2(source, temporary)
+            os.chmod(temporary, 0o444)  # shared by every snapshot that holds it: read-only
+            os.replace(temporary, stored)
+        os.link(stored, target)
+        return True
+    except OSError as error:
+        if error.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            return False
+        raise
+
+
 def content_hash(paths: list[Path] | tuple[Path, ...], relative_to: Path | None = None,
-                 walked: list[tuple[Path, Path]] | None = None) -> str:
-    """SHA-256 over the names and bytes of every file under the given files and folders."""
+                 walked: list[tuple[Path, Path]] | None = None, hashes: dict[Path, str] | None = None) -> str:
+    """SHA-256 over the names and bytes of every file under the given files and folders; `hashes` collects
+    each file's own SHA-256."""
     digest = hashlib.sha256()
+    hashes = {} if hashes is None else hashes
     for logical, real in sorted(walked if walked is not None else walk(paths)):
         name = logical.relative_to(relative_to) if relative_to else logical
         digest.update(str(name).encode())
         digest.update(b"\0")
-        digest.update(file_hash(real).encode())
+        hashes[real] = hashes.get(real) or file_hash(real)
+        digest.update(hashes[real].encode())
     return digest.hexdigest()
 
 

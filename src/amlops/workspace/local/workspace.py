@@ -3,6 +3,7 @@
 Layout under the root (default `.amlops/`):
   workspace.db                     metadata (pipelines, runs, steps, models, deployments)
   snapshots/<pipeline>/<version>/  immutable copies of the published YAML, components, code, inputs
+  objects/<sha256>                 each distinct snapshot file once, hard-linked into the snapshots
   runs/<run id>/steps/<step>/      per-step std_log.txt and outputs/<name>/
   datastores/<datastore>/<path>    what `amlops datastore upload` put there
   models/<name>/<version>/         registered model files
@@ -32,6 +33,7 @@ from amlops.workspace.local.snapshot import content_hash, copy_files, copy_snaps
 
 DEFAULT_ROOT = ".amlops"
 DATABASE = "workspace.db"
+OBJECTS = "objects"  # content-addressed file store behind the snapshots: objects/<sha256>
 
 
 def default_root() -> Path:
@@ -72,14 +74,15 @@ class LocalWorkspace:
             names.check(names.PIPELINE_VERSION, version, "pipeline version")
         root = snapshot_root(pipeline.files)
         files = walk(pipeline.files, within=pipeline.repository)  # a symlink loop, a fifo... refused here
-        digest = content_hash(pipeline.files, relative_to=root, walked=files)
+        hashes: dict[Path, str] = {}
+        digest = content_hash(pipeline.files, relative_to=root, walked=files, hashes=hashes)
         existing = self._find_pipeline(name, version)
         if existing is not None and (version or existing["content_hash"] == digest):
             # the same content as that version (or, without --version, as the latest): publishing is a no-op
             return self._same_content_or_fail(existing, digest, name, version or existing["version"])
         staging = self.path("snapshots", name, f".staging-{uuid.uuid4().hex}")
         try:
-            copy_snapshot(pipeline.files, staging, walked=files)
+            copy_snapshot(pipeline.files, staging, walked=files, objects=self.root / OBJECTS, hashes=hashes)
             with write_transaction(self.db):
                 existing = self._find_pipeline(name, version)  # again, under the write lock
                 if existing is not None and (version or existing["content_hash"] == digest):
@@ -248,7 +251,8 @@ class LocalWorkspace:
         names.check(names.DATASTORE, datastore, "datastore name")
         relative_path = names.datastore_path(path if path is not None else file.name, "datastore path")
         if not file.is_file():
-            raise AmlopsError(f"--file {file}: no such file; give the training data file to upload")
+            what = "not a regular file" if file.exists() else "no such file"
+            raise AmlopsError(f"--file {file}: {what}; give the training data file to upload")
         target = self.path("datastores", datastore, *relative_path.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path("datastores", datastore, *relative_path.split("/")[:-1],
