@@ -97,6 +97,9 @@ class Blobs:
     def read(self, container: str, path: str) -> bytes:
         return self.service.get_blob_client(container, path).download_blob().readall()
 
+    def exists(self, container: str, path: str) -> bool:
+        return self.service.get_blob_client(container, path).exists()
+
 
 @pytest.fixture
 def fake(storage):
@@ -131,6 +134,15 @@ def azure_ws(fake, credential, test_cloud):
 
     return AzureWorkspace(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, credential, cloud=test_cloud,
                           transport=fake.transport(), client_kwargs=dict(FAST_RETRIES), poll_interval_s=0)
+
+
+@pytest.fixture
+def training_data(azure_ws, tmp_path: Path) -> str:
+    """The sample's data where docs/setup.md (step 4) puts it: the template's `trainingdata` container of the
+    workspace's storage account, behind the identity-based (credential-less) datastore `training_data`."""
+    data = tmp_path / "porto_seguro_sample.csv"
+    data.write_text("id,target,ps_ind_01\n1,0,2\n2,1,5\n")
+    return azure_ws.upload_to_datastore("training_data", data, "porto_seguro_sample.csv")
 
 
 @pytest.fixture

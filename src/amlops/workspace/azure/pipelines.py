@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 TAG_SOURCE, TAG_HASH, TAG_EXPERIMENT = "amlops.source", "amlops.content_hash", "amlops.experiment_name"
 TAG_COMPUTE, TAG_INPUTS = "amlops.default_compute", "amlops.inputs"
+TAG_PRODUCERS = "amlops.producers"  # pipeline output -> [step, step output]: where a run writes it
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
 
 
@@ -47,6 +48,13 @@ def component_name(name: str) -> str:
     """Azure ML component names are Python-identifier-like: `safe-driver-training` -> `safe_driver_training`."""
     text = re.sub(r"[^a-z0-9_]", "_", name.strip().lower())
     return text if re.match(r"^[a-z_]", text) else f"p_{text}"
+
+
+def compute_name(reference: str) -> str:
+    """A compute as the YAML or a tag names it (`azureml:cpu-cluster`, `cpu-cluster` or its ARM id) -> its name.
+    azure-ai-ml makes an ARM id from a plain name but keeps an `azureml:` prefix inside it
+    (`.../computes/azureml:cpu-cluster`), which the service refuses."""
+    return str(reference).strip().removeprefix("azureml:").rstrip("/").rsplit("/", 1)[-1]
 
 
 def publish(ws: "AzureWorkspace", pipeline_file: Path, name: str | None, version: str | None,
@@ -189,9 +197,10 @@ def _pipeline_component_spec(document: dict, pipeline: Pipeline, name: str, vers
     settings = document.get("settings") or {}
     compute = settings.get("default_compute")
     tags = {TAG_SOURCE: str(pipeline.path), TAG_HASH: digest, TAG_EXPERIMENT: pipeline.experiment_name,
-            TAG_INPUTS: json.dumps(_input_values(pipeline), sort_keys=True)}
+            TAG_INPUTS: json.dumps(_input_values(pipeline), sort_keys=True),
+            TAG_PRODUCERS: json.dumps(_producers(pipeline), sort_keys=True)}
     if compute:
-        tags[TAG_COMPUTE] = str(compute)
+        tags[TAG_COMPUTE] = compute_name(compute)
     return {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "name": name, "version": version,
             "display_name": pipeline.display_name, "description": document.get("description") or pipeline.display_name,
             "tags": {**(document.get("tags") or {}), **tags},
@@ -213,6 +222,14 @@ def _input_definition(spec) -> dict:
     if spec.value is not None:
         definition["default"] = spec.value
     return definition
+
+
+def _producers(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Which step writes each pipeline output: the service stores it under that step's child run, not the
+    pipeline job."""
+    return {binding.parent_output: [step_name, output]
+            for step_name, step in pipeline.steps.items()
+            for output, binding in step.outputs.items() if binding.parent_output}
 
 
 def _input_values(pipeline: Pipeline) -> dict:
