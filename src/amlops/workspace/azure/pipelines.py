@@ -166,9 +166,11 @@ def _register_step(ws: "AzureWorkspace", component: Any, version: str, step: str
 
 
 def _step_hash(pipeline: Pipeline, step: str) -> str:
-    """The content of a step's component: its YAML and its code folder."""
+    """The content of a step's component: its YAML and its code folder, named relative to each other (not where
+    the agent checked them out)."""
     component = pipeline.steps[step].component
-    return content_hash([component.path] + ([component.code] if component.code else []))
+    files = [component.path] + ([component.code] if component.code else [])
+    return content_hash(files, relative_to=snapshot_root(tuple(files)))
 
 
 def _register_pipeline(ws: "AzureWorkspace", pipeline: Pipeline, name: str, version: str, digest: str,
