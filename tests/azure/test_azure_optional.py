@@ -51,7 +51,7 @@ def test_the_local_flow_runs_without_any_azure_package(without_azure, tmp_path):
     shutil.copytree(REPO / "tests" / "mini_project", project)
     published = amlops(["publish", "pipeline.yml"], project, without_azure)
     assert published.returncode == 0, published.stderr
-    assert published.stdout.startswith("published mini-pipeline version 1")
+    assert published.stdout.startswith("published mini_pipeline version 1")
     submitted = amlops(["submit", "mini-pipeline", "--set", "inputs.scale=3"], project, without_azure)
     assert submitted.returncode == 0, submitted.stderr
     assert "Completed" in submitted.stdout

@@ -204,3 +204,13 @@ def test_the_same_components_from_another_folder_are_the_same_version(azure_ws, 
     elsewhere = shutil.copytree(training_project, tmp_path / "agent2" / "s" / "training")
     published = api.publish(azure_ws, elsewhere / "pipeline.yml", version="1")
     assert published.component_ids["train"].endswith("/components/train_safe_driver_model/versions/1")
+
+
+def test_a_pipeline_has_one_name_on_both_backends(azure_ws, training_project, tmp_path):
+    """Azure ML keeps component names as `^[a-z][a-z0-9_]*$`; the local workspace names the pipeline the same, and
+    both find it by either spelling."""
+    local = api.open_workspace("local", local_path=tmp_path / "ws")
+    on_azure = api.publish(azure_ws, training_project / "pipeline.yml", version="1")
+    here = api.publish(local, training_project / "pipeline.yml", version="1")
+    assert here.name == on_azure.name == "safe_driver_training"
+    assert local.get_pipeline("safe-driver-training").name == azure_ws.get_pipeline("safe-driver-training").name

@@ -12,7 +12,7 @@ from amlops.errors import PipelineValidationError
 from amlops.pipeline.components import load_component, parse_component
 from amlops.pipeline.model import (
     ANY_EXPRESSION, ASSET_TYPES, INPUT_TYPES, OUTPUT_TYPES, Binding, Component, OutputSpec, Pipeline,
-    PipelineInput, Step,
+    PipelineInput, Step, pipeline_name,
 )
 from amlops.pipeline.types import coerce, kind_of, type_problem
 from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, where
@@ -72,8 +72,7 @@ def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 
 def _default_name(document: YamlMap, path: Path) -> str:
-    text = str(document.get("display_name") or document.get("name") or path.parent.name or path.stem)
-    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-") or "pipeline"
+    return pipeline_name(document.get("display_name") or document.get("name") or path.parent.name or path.stem)
 
 
 def _check_top_level(document: YamlMap, path: Path, problems: list[str]) -> None:

@@ -9,7 +9,6 @@ same content), the experiment name, the default compute and the YAML's input val
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 
 from amlops.errors import AmlopsError, NotFoundError, PipelineValidationError
 from amlops.pipeline.loader import load_pipeline
-from amlops.pipeline.model import Pipeline
+from amlops.pipeline.model import Pipeline, pipeline_name
 from amlops.workspace.azure.errors import translated
 from amlops.workspace.entities import PublishedPipeline
 from amlops.workspace.local.snapshot import content_hash, snapshot_root
@@ -44,12 +43,6 @@ class AzurePublishedPipeline(PublishedPipeline):
     deployment_name: str | None = None
 
 
-def component_name(name: str) -> str:
-    """Azure ML component names are Python-identifier-like: `safe-driver-training` -> `safe_driver_training`."""
-    text = re.sub(r"[^a-z0-9_]", "_", name.strip().lower())
-    return text if re.match(r"^[a-z_]", text) else f"p_{text}"
-
-
 def compute_name(reference: str) -> str:
     """A compute as the YAML or a tag names it (`azureml:cpu-cluster`, `cpu-cluster` or its ARM id) -> its name.
     azure-ai-ml makes an ARM id from a plain name but keeps an `azureml:` prefix inside it
@@ -61,7 +54,7 @@ def publish(ws: "AzureWorkspace", pipeline_file: Path, name: str | None, version
             publish_endpoint: bool = False) -> AzurePublishedPipeline:
     pipeline = load_pipeline(pipeline_file)  # our validation first: file:line messages
     components = validate_with_azure_ai_ml(pipeline)
-    name = component_name(name or pipeline.name)
+    name = pipeline_name(name or pipeline.name)
     digest = _pipeline_hash(pipeline)
     existing = _existing(ws, name, version, digest)
     if existing is not None:
@@ -250,7 +243,7 @@ def get_component(ws: "AzureWorkspace", name: str, version: str | None) -> Any:
 
 def get(ws: "AzureWorkspace", name: str, version: str | None) -> AzurePublishedPipeline:
     try:
-        component = get_component(ws, component_name(name), version)
+        component = get_component(ws, pipeline_name(name), version)
     except NotFoundError:
         what = f"pipeline {name}" + (f" version {version}" if version else "")
         raise NotFoundError(f"{what} is not published in Azure ML workspace {ws.workspace_name}; run "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.loader import datastore_reference, load_pipeline
+from amlops.pipeline.model import pipeline_name
 from amlops.processes import process_alive
 from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
@@ -53,7 +54,7 @@ class LocalWorkspace:
     def publish_pipeline(self, pipeline_file: Path, name: str | None = None,
                          version: str | None = None) -> PublishedPipeline:
         pipeline = load_pipeline(pipeline_file)
-        name = name or pipeline.name
+        name = pipeline_name(name) if name else pipeline.name
         root = snapshot_root(pipeline.files)
         digest = content_hash(list(pipeline.files), relative_to=root)
         with write_transaction(self.db):
@@ -85,6 +86,7 @@ class LocalWorkspace:
         return str(max(numbers, default=0) + 1)
 
     def _find_pipeline(self, name: str, version: str | None) -> sqlite3.Row | None:
+        name = pipeline_name(name)
         if version:
             return self.db.execute("SELECT * FROM pipelines WHERE name = ? AND version = ?",
                                    (name, version)).fetchone()
