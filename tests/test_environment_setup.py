@@ -932,7 +932,8 @@ def test_the_compute_cluster_reads_the_training_data_with_its_own_identity() -> 
     identity if set, else the compute's managed identity, which needs Storage Blob Data Reader on the account
     (docs: how-to-identity-based-service-authentication, "Access data for training jobs on compute using
     managed identity"). So the cluster has a system-assigned identity, granted that role always (whoever
-    deploys, and whether the run comes from Azure Pipelines or a schedule)."""
+    deploys, and whether the run comes from Azure Pipelines or a schedule), unless the deployer may not assign
+    roles and turns it off."""
     tpl = template()
     cluster = one_resource(tpl, "Microsoft.MachineLearningServices/workspaces/computes")
     assert cluster["identity"] == {"type": "SystemAssigned"}
@@ -941,7 +942,8 @@ def test_the_compute_cluster_reads_the_training_data_with_its_own_identity() -> 
     [reader] = [raw for raw in resources_of_type(tpl, "Microsoft.Authorization/roleAssignments")
                 if "pipelinePrincipalObjectId" not in raw["properties"]["principalId"]]
     assignment = ev.resource(reader)
-    assert "condition" not in reader
+    assert assignment["condition"] is True  # unless computeDataReaderRole=false (no right to assign roles)
+    assert evaluator(computeDataReaderRole=False).resource(reader)["condition"] is False
     assert assignment["properties"]["roleDefinitionId"].endswith("/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
     assert assignment["properties"]["principalId"] == ev.runtime(cluster_id)["identity"]["principalId"]
     assert assignment["properties"]["principalType"] == "ServicePrincipal"
