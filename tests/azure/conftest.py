@@ -30,6 +30,7 @@ class TokenMinter:
 
     def __init__(self):
         self.scopes: list[str] = []
+        self.object_id = str(uuid.uuid4())  # the signed-in principal's object id (the `oid` claim)
 
     def get_token(self, *scopes: str, **kwargs):
         from azure.core.credentials import AccessToken
@@ -37,7 +38,7 @@ class TokenMinter:
         self.scopes += scopes
         audience = scopes[0].removesuffix("/.default").removesuffix("/") if scopes else ""
         claims = {"aud": audience, "iss": f"https://sts.windows.net/{TENANT}/", "tid": TENANT,
-                  "oid": str(uuid.uuid4()), "iat": int(time.time()) - 60, "nbf": int(time.time()) - 60,
+                  "oid": self.object_id, "iat": int(time.time()) - 60, "nbf": int(time.time()) - 60,
                   "exp": int(time.time()) + 3600}
         token = ".".join(_b64(json.dumps(part).encode()) for part in ({"alg": "none", "typ": "JWT"}, claims))
         return AccessToken(token + ".c2lnbmF0dXJl", claims["exp"])

@@ -108,6 +108,29 @@ def test_without_the_clusters_identity_and_role_the_run_fails_at_the_mount(
     assert not any("std_log.txt" in text for _, _, text in events), "the user's process never started"
 
 
+def test_a_user_identity_on_a_job_that_runs_a_pipeline_component_is_ignored(
+        azure_ws, fake, credential, training_project, training_data):
+    """Why amlops relies on the cluster's identity: the service ignores an identity set on a pipeline job that
+    runs a pipeline component, so even a submitter who may read the data (the pipeline principal with the
+    template's Storage Blob Data Contributor) does not make the read work without the cluster's role."""
+    from azure.ai.ml import Input, UserIdentityConfiguration
+    from azure.ai.ml.entities import PipelineJob
+
+    fake.deploy_template(template(without_cluster_reader), pipeline_principal=credential.object_id)
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="1")
+    job = azure_ws.ml_client.jobs.create_or_update(PipelineJob(
+        component=published.id, identity=UserIdentityConfiguration(), settings={"default_compute": "cpu-cluster"},
+        inputs={"training_data": Input(type="uri_file", path=training_data)}, experiment_name="rules"))
+    assert fake.calls("PUT", "/jobs/")[-1].body["properties"]["identity"] == {"identityType": "UserIdentity"}
+    for _ in range(20):
+        job = azure_ws.ml_client.jobs.get(job.name)
+    assert job.status == "Failed"
+    [train] = [child for child in azure_ws.ml_client.jobs.list(parent_job_name=job.name)
+               if child.display_name == "train"]
+    error = azure_ws.ml_client.jobs._runs_operations.get_run(train.name).error.error.message
+    assert "ScriptExecution.StreamAccess.Authentication" in error
+
+
 def test_the_templates_role_lets_the_clusters_identity_read_and_nothing_else_does(fake):
     cluster = fake.resources[f"{fake.prefix}/computes/cpu-cluster".lower()]["identity"]["principalId"]
     readers = [a for a in fake.deployment.role_assignments if a.role_definition_id == READER]
