@@ -590,8 +590,8 @@ class FakeAzureML:
     def _compute_ids(properties: dict) -> list[tuple[str, str]]:
         found = [("computeId", properties.get("computeId")),
                  ("settings.default_compute", (properties.get("settings") or {}).get("default_compute"))]
-        found += [(f"jobs.{step}.computeId", (node or {}).get("computeId"))
-                  for step, node in (properties.get("jobs") or {}).items()]
+        found += [(f"jobs.{step}.compute", (node or {}).get("computeId") or (node or {}).get("compute"))
+                  for step, node in (properties.get("jobs") or {}).items()]  # a node's keys are snake_case
         return [(where, value) for where, value in found if value]
 
     def _compute_name(self, compute_id: str) -> str | None:
