@@ -220,6 +220,10 @@ class Evaluator:
     values: dict[str, Any]
     location: str = "westeurope"
     resource_ids: list[str] = field(default_factory=list)
+    # reference(id, ...): the deployed resource's state, which only Azure knows (a managed identity's
+    # principalId); by default a stand-in that is the same for the same resource id
+    runtime: Callable[[str], dict[str, Any]] = field(default=lambda found: {
+        "identity": {"type": "SystemAssigned", "principalId": arm_guid("principal", found)}})
     _variables: dict[str, Any] = field(default_factory=dict)
     _resolving: set[str] = field(default_factory=set)
 
@@ -302,6 +306,7 @@ class Evaluator:
             "equals": lambda left, right: left == right,
             "if": lambda flag, yes, no: yes if flag else no,
             "guid": arm_guid,
+            "reference": lambda found, api_version=None, full=None: self.runtime(found),
             "resourceid": record_resource_id,
             "subscriptionresourceid": subscription_resource_id,
             "resourcegroup": lambda: {"id": RG_ID, "name": RESOURCE_GROUP, "location": self.location},
@@ -613,12 +618,18 @@ def test_every_expression_parses() -> None:
 def test_only_deterministic_functions_are_used() -> None:
     """Names and ids must come out the same on every run: newGuid() and utcNow() would create
     new resources or role assignments each time, uniqueString() would hide the names from users,
-    reference()/list*() would tie evaluation to live resources."""
+    reference()/list*() would tie evaluation to live resources. The one exception: a managed
+    identity's principalId exists only once Azure made it, so reference() may give a role
+    assignment's principalId (never a name, scope or id)."""
     allowed = {"parameters", "variables", "concat", "format", "tolower", "replace", "empty", "not",
                "if", "guid", "resourceid", "subscriptionresourceid", "resourcegroup", "subscription"}
-    used = {name for text in all_expressions(template())
-            for name in functions_in(parse_expression(text[1:-1]))}
+    tpl = fresh_template()
+    principals = [raw["properties"].pop("principalId")
+                  for raw in resources_of_type(tpl, "Microsoft.Authorization/roleAssignments")]
+    used = {name for text in all_expressions(tpl) for name in functions_in(parse_expression(text[1:-1]))}
     assert used <= allowed, used - allowed
+    for text in principals:
+        assert set(functions_in(parse_expression(text[1:-1]))) <= allowed | {"reference"}, text
 
 
 @pytest.mark.parametrize("principal", ["", PRINCIPAL])
@@ -867,10 +878,12 @@ ROLES: dict[str, str | None] = {
 
 
 def role_assignments(principal: str) -> dict[str, dict[str, Any]]:
-    """The evaluated role assignments, by role definition id."""
+    """The evaluated role assignments of the pipeline's principal, by role definition id."""
     ev = evaluator(pipelinePrincipalObjectId=principal)
     found = {}
     for raw in resources_of_type(template(), "Microsoft.Authorization/roleAssignments"):
+        if "pipelinePrincipalObjectId" not in raw["properties"]["principalId"]:
+            continue
         assignment = ev.resource(raw)
         found[assignment["properties"]["roleDefinitionId"].rsplit("/", 1)[-1]] = assignment
     return found
@@ -908,7 +921,35 @@ def test_role_assignment_names_are_deterministic_per_scope_principal_and_role() 
         assert call[:2] == ("call", "guid")
         scope = f"{RG_ID}/providers/{ev.value(raw['scope'])}" if "scope" in raw else RG_ID
         role = ev.value(raw["properties"]["roleDefinitionId"])
-        assert [ev.node(argument) for argument in call[2]] == [scope, PRINCIPAL, role]
+        # the principal: the parameter, or (a managed identity, known only after deployment) its resource's id
+        principal = PRINCIPAL if "pipelinePrincipalObjectId" in raw["properties"]["principalId"] else \
+            ev.value(raw["dependsOn"][-1])
+        assert [ev.node(argument) for argument in call[2]] == [scope, principal, role]
+
+
+def test_the_compute_cluster_reads_the_training_data_with_its_own_identity() -> None:
+    """Jobs read an identity-based datastore (no stored credential; the `trainingdata` one) with the job's
+    identity if set, else the compute's managed identity, which needs Storage Blob Data Reader on the account
+    (docs: how-to-identity-based-service-authentication, "Access data for training jobs on compute using
+    managed identity"). So the cluster has a system-assigned identity, granted that role always (whoever
+    deploys, and whether the run comes from Azure Pipelines or a schedule), unless the deployer may not assign
+    roles and turns it off."""
+    tpl = template()
+    cluster = one_resource(tpl, "Microsoft.MachineLearningServices/workspaces/computes")
+    assert cluster["identity"] == {"type": "SystemAssigned"}
+    ev = evaluator()
+    cluster_id = ev.full_id(cluster)
+    [reader] = [raw for raw in resources_of_type(tpl, "Microsoft.Authorization/roleAssignments")
+                if "pipelinePrincipalObjectId" not in raw["properties"]["principalId"]]
+    assignment = ev.resource(reader)
+    assert assignment["condition"] is True  # unless computeDataReaderRole=false (no right to assign roles)
+    assert evaluator(computeDataReaderRole=False).resource(reader)["condition"] is False
+    assert assignment["properties"]["roleDefinitionId"].endswith("/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
+    assert assignment["properties"]["principalId"] == ev.runtime(cluster_id)["identity"]["principalId"]
+    assert assignment["properties"]["principalType"] == "ServicePrincipal"
+    storage = one_resource(tpl, "Microsoft.Storage/storageAccounts")
+    assert f"{RG_ID}/providers/{assignment['scope']}" == ev.full_id(storage)
+    assert {ev.full_id(storage), cluster_id} <= set(assignment["dependsOn"])
 
 
 def test_role_assignments_name_the_principal_type() -> None:

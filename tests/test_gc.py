@@ -25,7 +25,7 @@ def busy(workspace, mini_project):
         (mini_project / "code" / "extra.txt").write_text(f"version {version}\n" * 1000)
         api.publish(workspace, mini_project / "pipeline.yml", version=str(version))
     for run in runs[1:3]:
-        workspace.register_model("m", workspace.run_output(run, "model"), {"pipeline": "mini-pipeline:1"}, {},
+        workspace.register_model("m", workspace.run_output(run, "model"), {"pipeline": "mini_pipeline:1"}, {},
                                  run.id)
     workspace.save_deployment(Deployment(name="live", model_name="m", model_version=2, scoring_uri="http://x",
                                          status="Healthy", created_at="", pid=os.getpid()))
@@ -47,7 +47,7 @@ def test_gc_dry_run_on_50_runs_lists_what_it_would_free_and_keeps_what_models_an
     assert f"keep run {runs[2].id}: model m:2 was registered from it (deployment live serves it)" in lines
     assert f"keep run {runs[4].id}: run {runs[-1].id} reuses its outputs" in lines
     assert [line.split(" (")[0] for line in lines if line.startswith("would remove pipeline")] == [
-        f"would remove pipeline mini-pipeline version {version}" for version in (5, 4, 3, 2)]
+        f"would remove pipeline mini_pipeline version {version}" for version in (5, 4, 3, 2)]
     assert lines[-1].startswith("would free ") and lines[-1].endswith(": 37 runs, 4 pipeline versions, 4 stored files")
     run_bytes = sum(f.stat().st_size for run in (runs[0], runs[3]) for f in workspace.run_dir(run.id).rglob("*")
                     if f.is_file())
@@ -69,7 +69,7 @@ def test_gc_frees_the_space_and_everything_kept_still_works(busy):
     assert not workspace.run_dir(runs[0].id).exists() and workspace.run_dir(runs[4].id).is_dir()
     assert len(workspace.list_runs(100)) == 13
     assert [p.version for p in workspace.list_pipelines()] == ["1", "6", "7"]
-    assert not (workspace.root / "snapshots" / "mini-pipeline" / "2").exists()
+    assert not (workspace.root / "snapshots" / "mini_pipeline" / "2").exists()
     assert all(path.stat().st_nlink > 1 for path in (workspace.root / "objects").iterdir())  # none orphaned
     assert all(workspace.get_model("m", version).path.is_dir() for version in (1, 2))
     assert workspace.get_deployment("live").model_version == 2

@@ -13,7 +13,7 @@ from support import edit
 
 def test_loads_the_mini_pipeline_in_dependency_order(mini_project: Path):
     pipeline = load_pipeline(mini_project / "pipeline.yml")
-    assert pipeline.name == "mini-pipeline"
+    assert pipeline.name == "mini_pipeline"
     assert pipeline.order == ("make", "score")
     assert pipeline.inputs["scale"].value == 2
     assert pipeline.inputs["data"].value == str(mini_project / "data" / "numbers.csv")

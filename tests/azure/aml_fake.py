@@ -20,6 +20,22 @@ What it does like the service:
 * `fail_next(...)` scripts faults: a status with headers (429 + Retry-After, 500, 403, 404...) or a
   connection reset, for the next n matching requests.
 
+The service's rules it enforces (each cites its source where it is enforced; docs/azure-backend.md lists them):
+* the workspace starts as environment_setup/azuredeploy.json deploys it (`template_seed`): its compute clusters
+  with their managed identities, and its role assignments. `GET computes/<name>` of another name is 404 with an
+  empty body (recorded). A job's compute must be an ARM id of a compute (format checked at submit, existence
+  when it runs);
+* a job input read from an identity-based datastore (no stored credential) is read with the job's identity,
+  else the compute's managed identity, which must hold a blob data role on the storage account, or the step
+  fails at the mount with ScriptExecution.StreamAccess.Authentication (the template is tested by the run);
+* run history reports the steps as child runs, their outputs as the service does (type `UriFolder`, written
+  under `azureml/<child run id>/<output>/`), a child's ARM job without properties, and its logs under
+  `ExperimentRun/dcid.<child run id>/` in the artifact store;
+* a model version from `azureml://jobs/<job>/outputs/<output>` is refused when no blob is there and stored as
+  the datastore path the output resolved to (what `models.download` reads back);
+* batch endpoint names follow the naming rule and are unique per region (`region_endpoint_names`: the names
+  other workspaces of the region hold); a batch deployment's default compute must exist.
+
 What it checks: every ARM request against the official REST spec (tests/azure/swagger.py, the api-version
 folder closest to the one the client sent: `spec_for`): its route, path parameters (name patterns),
 query parameters and body (allOf merged, discriminators resolved, unknown/read-only properties refused).
@@ -47,6 +63,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from swagger import Spec
+from template_seed import Deployment, deploy
 
 ARM_HOST = "management.azure.com"  # the public cloud's; `arm_host` changes it (sovereign clouds)
 SPEC_ROOT = (Path(__file__).resolve().parents[3] / "shared" / "specs" / "azure" / "rest-api-specs" / "specification"
@@ -67,6 +84,16 @@ PLANS = {
     "fail": [("NotStarted", {}), ("Queued", {}), ("Running", {0: "Running"}), ("Failed", {0: "Failed", 1: "Canceled"})],
     "hang": [("NotStarted", {}), ("Queued", {}), ("Running", {0: "Running"})],
 }
+# Built-in roles that let an identity read blobs (https://learn.microsoft.com/azure/role-based-access-control/
+# built-in-roles/storage): Storage Blob Data Reader, Contributor, Owner
+BLOB_READ_ROLES = {"2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
+                   "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+                   "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner"}
+# The spec's ComputeNameParameter (machineLearningServices.json, 2024-01-01-preview)
+COMPUTE_NAME = r"[a-zA-Z](?![a-zA-Z0-9-]*-\d+$)[a-zA-Z0-9\-]{2,23}"
+# Batch (and online) endpoint names: begin with a letter, 3-32 letters, digits and hyphens
+# (https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas, "Endpoint name")
+ENDPOINT_NAME = r"[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]"
 
 
 def spec_for(api_version: str) -> Spec:
@@ -94,6 +121,7 @@ class Answer:
     status: int
     body: Any = None
     headers: dict = field(default_factory=dict)
+    unchecked: bool = False  # an answer the service gives outside its own spec (recorded): not validated
 
 
 @dataclass
@@ -117,6 +145,7 @@ class Recorded:
     body: Any
     status: int = 0
     at: float = field(default_factory=time.monotonic)
+    caller: str = ""  # the object id (oid) in the bearer token
 
     @property
     def api_version(self) -> str:
@@ -126,7 +155,8 @@ class Recorded:
 class FakeAzureML:
     def __init__(self, *, subscription: str, resource_group: str, workspace: str, storage_account: str,
                  storage_key: str, storage_suffix: str, location: str = "westeurope",
-                 storage: Any = None, container: str = "azureml-blobstore-0001", page_size: int = 2):
+                 storage: Any = None, container: str = "azureml-blobstore-0001", page_size: int = 2,
+                 template: Path | dict | None = None, pipeline_principal: str | None = None):
         self.subscription, self.resource_group, self.workspace = subscription, resource_group, workspace
         self.location, self.storage_account, self.storage_key = location, storage_account, storage_key
         self.storage_suffix = storage_suffix
@@ -149,6 +179,12 @@ class FakeAzureML:
         self.job_outputs: dict[str, dict[str, bytes]] = {}
         self.denied: dict[str, str] = {}  # path fragment -> action name: answered 403 AuthorizationFailed
         self.extensions: list[Any] = []  # more ARM routes: `arm(...)` answers or returns None (fake_online_endpoints)
+        self._caller = ""  # the object id of who sent the request being answered
+        self.artifact_container = f"{container}-artifacts"  # workspaceartifactstore's container (logs)
+        self.step_logs: dict[str, str] = {}  # step -> what its user_logs/std_log.txt says (scripted)
+        self.region_endpoint_names: set[str] = set()  # batch endpoint names other workspaces of the region hold
+        self.deployment: Deployment = Deployment([], [])
+        self._template = (template, pipeline_principal)
         self._jobs: dict[str, dict] = {}
         self._operations: dict[str, list[str]] = {}
         self._lock = threading.RLock()
@@ -201,6 +237,35 @@ class FakeAzureML:
             "credentials": {"credentialsType": "AccountKey", "secrets": {"secretsType": "AccountKey"}},
             "serviceDataAccessAuthIdentity": "None",
             "description": "the workspace's default blob store", "tags": {}, "properties": {}})
+        self._store_datastore("workspaceartifactstore", {
+            "datastoreType": "AzureBlob", "accountName": self.storage_account, "containerName": self.artifact_container,
+            "endpoint": self.storage_suffix, "protocol": "https", "isDefault": False,
+            "credentials": {"credentialsType": "AccountKey", "secrets": {"secretsType": "AccountKey"}},
+            "serviceDataAccessAuthIdentity": "None", "description": "run logs", "tags": {}, "properties": {}})
+        self.deploy_template(*self._template)
+
+    def deploy_template(self, template: Path | dict | None = None, pipeline_principal: str | None = None) -> None:
+        """The workspace's computes and the role assignments as this ARM template (default: the project's
+        environment_setup/azuredeploy.json) deploys them; deploying again replaces both."""
+        self.deployment = deploy(template, subscription=self.subscription, resource_group=self.resource_group,
+                                 workspace=self.workspace, storage_account=self.storage_account,
+                                 pipeline_principal=pipeline_principal)
+        for key in [key for key in self.resources if key.startswith(f"{self.prefix}/computes/".lower())]:
+            del self.resources[key]
+        for compute in self.deployment.computes:
+            self._store_compute(compute)
+
+    def _store_compute(self, compute) -> None:
+        path = f"{self.prefix}/computes/{compute.name}"
+        resource = {"id": path, "name": compute.name, "type": "Microsoft.MachineLearningServices/workspaces/computes",
+                    "location": self.location, "systemData": self._system_data(),
+                    "properties": {"computeType": compute.properties.get("computeType", "AmlCompute"),
+                                   "computeLocation": self.location, "provisioningState": "Succeeded",
+                                   "description": compute.properties.get("description"),
+                                   "properties": compute.properties.get("properties") or {}}}
+        if compute.identity:
+            resource["identity"] = dict(compute.identity)
+        self.resources[path.lower()] = resource
 
     def _store_datastore(self, name: str, properties: dict) -> dict:
         path = f"{self.prefix}/datastores/{name}"
@@ -224,9 +289,11 @@ class FakeAzureML:
             payload = json.loads(body) if body else None
         except ValueError:
             payload = body
-        record = Recorded(method, parts.hostname or "", parts.path, query, payload)
+        record = Recorded(method, parts.hostname or "", parts.path, query, payload,
+                          caller=_token_object_id(headers.get("Authorization", "")))
         with self._lock:
             self.requests.append(record)
+            self._caller = record.caller
             fault = self._take_fault(method, parts.path)
             if fault is not None and fault.reset:
                 record.status = -1
@@ -280,7 +347,7 @@ class FakeAzureML:
         if denied:
             return _error(403, "AuthorizationFailed", _authorization_failed(denied, path))
         answer = self._route(method, path, query, payload, url)
-        if answer.body is not None and "/mfeOperations" not in path:
+        if answer.body is not None and "/mfeOperations" not in path and not answer.unchecked:
             self.answer_problems += spec.validate_response(method, path, answer.status, answer.body)
         return answer
 
@@ -302,7 +369,10 @@ class FakeAzureML:
             return _error(404, "ResourceGroupNotFound", f"Resource group '{self.resource_group}' could not be found.")
         relative = path[len(self.prefix):]
         if re.fullmatch(r"/jobs/[^/]+", relative) and method == "PUT":
-            return self._create_job(path, payload)
+            return self._check_compute_ids(payload) or self._create_job(path, payload)
+        if re.fullmatch(r"/computes/[^/]+", relative) and method == "GET" and lower not in self.resources:
+            # recorded (pipeline_job_validation_remote[non_existent_compute.yml]): 404 with no body at all
+            return Answer(404, None)
         if re.fullmatch(r"/jobs/[^/]+", relative) and method == "GET":
             return self._get_job(path)
         if re.fullmatch(r"/jobs/[^/]+/cancel", relative, re.I):
@@ -312,7 +382,10 @@ class FakeAzureML:
         if re.fullmatch(r"/datastores/[^/]+/listSecrets", relative, re.I):
             return Answer(200, {"secretsType": "AccountKey", "key": self.storage_key})
         if re.fullmatch(r"/batchEndpoints/[^/]+(/deployments/[^/]+)?", relative) and method == "PUT":
-            return self._create_long_running(path, payload, url)
+            return self._check_batch_names(path) or self._check_deployment_compute(payload) or \
+                self._create_long_running(path, payload, url)
+        if re.fullmatch(r"/models/[^/]+/versions/[^/]+", relative) and method == "PUT":
+            return self._put_model(path, payload)
         if method == "PUT":
             return self._put(path, payload)
         if method == "GET":
@@ -479,13 +552,180 @@ class FakeAzureML:
         properties.setdefault("experimentName", "Default")
         properties["services"] = {"Studio": {"jobServiceType": "Studio", "endpoint":
                                              f"https://ml.azure.com/runs/{name}?wsid={self.prefix}"}}
-        steps = list(payload["properties"].get("jobs") or self._component_steps(properties.get("componentId")))
-        children = {step: f"{step}_{uuid.uuid4().hex[:8]}" for step in steps}
+        spec = payload["properties"].get("jobs") or self._component_jobs(properties.get("componentId"))
+        steps = list(spec)
+        children = {step: str(uuid.uuid4()) for step in steps}  # run history gives child runs GUIDs (recorded)
         self.resources[path.lower()] = resource
-        self._jobs[name] = {"plan": list(PLANS[self.job_plan]), "phase": 0, "children": children,
-                            "child_status": {step: "NotStarted" for step in steps}, "outputs": {},
-                            "experiment": properties["experimentName"]}
+        job = {"plan": list(PLANS[self.job_plan]), "phase": 0, "children": children,
+               "child_status": {step: "NotStarted" for step in steps}, "outputs": {}, "child_outputs": {},
+               "experiment": properties["experimentName"], "spec": spec, "errors": {}, "logs": {}}
+        if self.job_plan == "fail":
+            job["errors"][steps[0]] = ("Execution failed. User process 'python' exited with status code 1. Please "
+                                       "check log file 'user_logs/std_log.txt' for error details.")
+        self._jobs[name] = job
+        failure = self._execution_failure(resource["properties"], spec)
+        if failure:  # accepted at submit, fails when it runs (the execution service's checks)
+            step, message = failure
+            index = steps.index(step)
+            job["errors"][step] = message
+            job["plan"] = [("NotStarted", {}), ("Queued", {}), ("Running", {index: "Running"}),
+                           ("Failed", {index: "Failed", **{i: "Canceled" for i in range(index + 1, len(steps))}})]
+            for done in range(index):
+                job["plan"][2][1][done] = "Completed"
         return Answer(201, resource)
+
+    def _component_jobs(self, component_id: str | None) -> dict:
+        component = self.resources.get((component_id or "").lower())
+        return dict((component or {}).get("properties", {}).get("componentSpec", {}).get("jobs") or {})
+
+    # --- the service's rules for running a job ------------------------------------------------------------
+
+    def _check_compute_ids(self, payload: dict) -> Answer | None:
+        """A job's computes must be ARM ids of computes: MFE checks the id's format when the job is submitted
+        ("MFE only validates compute resource url format. Execution service owns the real validation",
+        azure-ai-ml 1.35.2 operations/_job_operations.py:1739); azure-ai-ml turns a plain name into that id
+        (operations/_operation_orchestrator.py get_asset_arm_id) but keeps an `azureml:` prefix in it."""
+        for where, value in self._compute_ids(payload.get("properties") or {}):
+            if not self._compute_name(value):
+                return _error(400, "UserError", f"Invalid compute '{value}' in {where}: expected the ARM id "
+                              f"{self.prefix}/computes/<compute name> of a compute of this workspace.")
+        return None
+
+    @staticmethod
+    def _compute_ids(properties: dict) -> list[tuple[str, str]]:
+        found = [("computeId", properties.get("computeId")),
+                 ("settings.default_compute", (properties.get("settings") or {}).get("default_compute"))]
+        found += [(f"jobs.{step}.compute", (node or {}).get("computeId") or (node or {}).get("compute"))
+                  for step, node in (properties.get("jobs") or {}).items()]  # a node's keys are snake_case
+        return [(where, value) for where, value in found if value]
+
+    def _compute_name(self, compute_id: str) -> str | None:
+        match = re.fullmatch(re.escape(self.prefix) + f"/computes/({COMPUTE_NAME})", compute_id, re.I)
+        return match.group(1) if match else None
+
+    def _execution_failure(self, properties: dict, spec: dict) -> tuple[str, str] | None:
+        """(step, error) of the first step that cannot run: its compute does not exist, or an input it mounts
+        cannot be read (the execution service's checks, made when the job runs, not when it is submitted)."""
+        steps = list(spec)
+        if not steps:
+            return None
+        computes = self._compute_ids(properties)
+        compute = self.resources.get(computes[0][1].lower()) if computes else None
+        if computes and compute is None:
+            name = self._compute_name(computes[0][1])
+            # the wording is ours: no recording of a job on a deleted compute; the v1 service said
+            # "AzureMLCompute cluster <name> does not exist" (Azure/MachineLearningNotebooks#906)
+            return steps[0], (f"Compute '{name}' was not found in workspace {self.workspace}; it may have been "
+                              "deleted. Create it or submit the job to an existing compute.")
+        for step in steps:
+            for input_name, uri in self._mounted_inputs(properties, spec[step]):
+                problem = self._data_access_problem(uri, input_name, properties, compute)
+                if problem:
+                    return step, problem
+        return None
+
+    @staticmethod
+    def _mounted_inputs(properties: dict, node: dict) -> list[tuple[str, str]]:
+        """The datastore URIs a step mounts: its inputs bound to the job's uri_file/uri_folder inputs."""
+        found = []
+        for input_name, binding in ((node or {}).get("inputs") or {}).items():
+            match = re.search(r"\$\{\{parent\.inputs\.([^}]+)\}\}", json.dumps(binding))
+            job_input = (properties.get("inputs") or {}).get(match.group(1).strip()) if match else None
+            if isinstance(job_input, dict) and job_input.get("uri"):
+                found.append((input_name, job_input["uri"]))
+        return found
+
+    def _data_access_problem(self, uri: str, input_name: str, properties: dict, compute: dict | None) -> str | None:
+        """A datastore without stored credentials is read with the job's identity if it has one, else the
+        compute's managed identity ("If you don't specify the identity property and the datastore doesn't have
+        cached credentials, the system uses compute managed identity as a fallback";
+        https://learn.microsoft.com/azure/machine-learning/how-to-identity-based-service-authentication), which
+        needs at least Storage Blob Data Reader on the account; an identity set on a pipeline job that runs a
+        pipeline component "doesn't function" (same page), so it is ignored there. Refused reads fail the step
+        with ScriptExecution.StreamAccess.Authentication
+        (https://learn.microsoft.com/azure/machine-learning/how-to-troubleshoot-data-access), a missing path
+        with ScriptExecution.StreamAccess.NotFound."""
+        match = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.+)", uri)
+        if not match:
+            return None
+        datastore = self.resources.get(f"{self.prefix}/datastores/{match.group(1)}".lower())
+        if datastore is None:
+            return (f"Failed to resolve datastore '{match.group(1)}' of input {input_name}. Error Code: "
+                    "ScriptExecution.DatastoreResolution.NotFound")
+        store = datastore["properties"]
+        mount = f"Failed to mount URI {uri} at mount point /mnt/azureml/cr/j/{uuid.uuid4().hex}/cap/data-capability/" \
+                f"wd/INPUT_{input_name}."
+        if (store.get("credentials") or {}).get("credentialsType", "None") == "None":
+            principal = self._reading_identity(properties, compute)
+            if not principal or not self._may_read_blobs(principal, store["accountName"], store["containerName"]):
+                return (f"{mount} Error Code: ScriptExecution.StreamAccess.Authentication. Native Error: error in "
+                        "streaming from input data sources StreamError(PermissionDenied(Some(This request is not "
+                        "authorized to perform this operation using this permission.)))")
+        exists = getattr(self.storage, "exists", None)
+        if exists is not None and store["accountName"] == self.storage_account and \
+                not exists(store["containerName"], match.group(2)):
+            return (f"{mount} Error Code: ScriptExecution.StreamAccess.NotFound. Native Error: error in streaming "
+                    "from input data sources StreamError(NotFound)")
+        return None
+
+    def _reading_identity(self, properties: dict, compute: dict | None) -> str | None:
+        identity = properties.get("identity") or {}
+        own = properties.get("jobType") != "Pipeline" or not properties.get("componentId")
+        if own and identity.get("identityType") == "UserIdentity":
+            return self._caller
+        if own and identity.get("identityType") == "Managed" and identity.get("objectId"):
+            return identity["objectId"]
+        return ((compute or {}).get("identity") or {}).get("principalId")
+
+    def _may_read_blobs(self, principal: str, account: str, container: str) -> bool:
+        account_id = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
+                      f"Microsoft.Storage/storageAccounts/{account}")
+        covered = {f"/subscriptions/{self.subscription}", f"/subscriptions/{self.subscription}/resourceGroups/"
+                   f"{self.resource_group}", account_id, f"{account_id}/blobServices/default/containers/{container}"}
+        return any(assignment.principal_id == principal and assignment.role_definition_id in BLOB_READ_ROLES
+                   and assignment.scope.lower() in {scope.lower() for scope in covered}
+                   for assignment in self.deployment.role_assignments)
+
+    def _check_batch_names(self, path: str) -> Answer | None:
+        name = re.search(r"/batchEndpoints/([^/]+)", path, re.I).group(1)
+        if not re.fullmatch(ENDPOINT_NAME, name):
+            return _error(400, "UserError", f"Endpoint name '{name}' is invalid: it must begin with a letter, be 3-32 "
+                          "characters long and hold only letters, digits and hyphens.")
+        new_endpoint = "/deployments/" not in path and path.lower() not in self.resources
+        if new_endpoint and name.lower() in {taken.lower() for taken in self.region_endpoint_names}:
+            # ansible-collections/azure#2231 (the service's answer to a batch endpoint name taken in the region)
+            return _error(400, "UserError", f"The specified endpoint name '{name}' is not available. Endpoint names "
+                          "must be unique within the region. Please choose a different name and try again.")
+        return None
+
+    def _check_deployment_compute(self, payload: dict) -> Answer | None:
+        """A pipeline component deployment's default compute names an existing compute (a name or its ARM id)."""
+        settings = ((payload.get("properties") or {}).get("deploymentConfiguration") or {}).get("settings") or {}
+        compute = settings.get("default_compute")
+        if not compute:
+            return None
+        name = self._compute_name(compute) if compute.startswith("/") else compute
+        if not name or f"{self.prefix}/computes/{name}".lower() not in self.resources:
+            return _error(400, "UserError", f"Compute '{compute}' of the deployment's settings.default_compute was "
+                          f"not found in workspace {self.workspace}.")
+        return None
+
+    def _put_model(self, path: str, payload: dict) -> Answer:
+        """A model version from a job output: the service resolves `azureml://jobs/<job>/outputs/<output>` when the
+        version is created, refuses it when no blob is there, and keeps the datastore path it resolved to, which
+        is what azure-ai-ml's models.download reads back."""
+        uri = (payload.get("properties") or {}).get("modelUri") or ""
+        match = re.fullmatch(r"azureml://jobs/([^/]+)/outputs/([^/]+)/?", uri)
+        if match:
+            folder = self._jobs.get(match.group(1), {}).get("outputs", {}).get(match.group(2))
+            if folder is None:
+                return _error(400, "UserError", "No blobs found in storage at model asset path: "
+                                                f"azureml/{match.group(1)}/{match.group(2)}/")
+            payload = copy.deepcopy(payload)
+            payload["properties"]["modelUri"] = (
+                f"azureml://subscriptions/{self.subscription}/resourcegroups/{self.resource_group}/workspaces/"
+                f"{self.workspace}/datastores/workspaceblobstore/paths/{folder}/")
+        return self._put(path, payload)
 
     def _component_steps(self, component_id: str | None) -> list[str]:
         """The steps of the pipeline component a job runs (the service expands it)."""
@@ -495,6 +735,12 @@ class FakeAzureML:
 
     def _get_job(self, path: str) -> Answer:
         resource = self.resources.get(path.lower())
+        child = self._child(path.rsplit("/", 1)[-1])
+        if resource is None and child is not None:
+            # child jobs are not in MFE: id, name, type and systemData only, no properties (recorded, d0dbcead);
+            # azure-ai-ml then reads the child from run history
+            return Answer(200, {"id": path, "name": path.rsplit("/", 1)[-1], "systemData": self._system_data(),
+                                "type": "Microsoft.MachineLearningServices/workspaces/jobs"}, unchecked=True)
         if resource is None:
             return _error(404, "UserError", _not_found_message(path))
         name = resource["name"]
@@ -520,16 +766,49 @@ class FakeAzureML:
         resource["properties"]["status"] = status
         if status == "Completed":
             self._write_outputs(name, resource)
+        if status in ("Completed", "Failed"):
+            self._write_logs(name)
 
     def _write_outputs(self, name: str, resource: dict) -> None:
+        """Each pipeline output is the output of the step bound to it, written where that step's child run
+        writes: azureml/<child run id>/<step output>/ in the default datastore (recorded, d0dbcead)."""
         outputs = resource["properties"].get("outputs") or {}
+        job = self._jobs[name]
         for output, files in self.job_outputs.items():
             if output not in outputs:
                 continue
-            folder = f"azureml/{name}/{output}"
+            step, step_output = self._producer(job["spec"], output)
+            child = job["children"].get(step, name)
+            folder = f"azureml/{child}/{step_output}"
             for relative, content in files.items():
                 self.storage.write(self.container, f"{folder}/{relative}", content)
-            self._jobs[name]["outputs"][output] = folder
+            job["outputs"][output] = folder
+            job["child_outputs"].setdefault(child, {})[step_output] = folder
+
+    @staticmethod
+    def _producer(spec: dict, output: str) -> tuple[str, str]:
+        """(step, its output) bound to the pipeline output `output` (${{parent.outputs.<output>}})."""
+        for step, node in spec.items():
+            for step_output, binding in ((node or {}).get("outputs") or {}).items():
+                if f"parent.outputs.{output}}}" in json.dumps(binding).replace(" ", ""):
+                    return step, step_output
+        return "", output
+
+    def _write_logs(self, name: str) -> None:
+        """Each step that ran leaves its logs in the artifact store, under ExperimentRun/dcid.<child run id>/
+        (recorded, d0dbcead); a step that failed before the user's process started (data access) has none."""
+        job = self._jobs[name]
+        if job.get("logs_written") or self.storage is None:
+            return
+        job["logs_written"] = True
+        _create_container(self.storage, self.artifact_container)
+        for step, child in job["children"].items():
+            status = job["child_status"][step]
+            if status == "Completed" or (status == "Failed" and "ScriptExecution." not in job["errors"].get(step, "")):
+                text = self.step_logs.get(step, f"{step}: done\n" if status == "Completed" else
+                                          f"{step}: the script failed\n")
+                self.storage.write(self.artifact_container, f"ExperimentRun/dcid.{child}/user_logs/std_log.txt",
+                                   text.encode())
 
     def _cancel_job(self, path: str, url: str) -> Answer:
         resource = self.resources.get(path.lower())
@@ -572,10 +851,33 @@ class FakeAzureML:
             return self._resolved_uris(payload["values"])
         return self._unhandled(method, f"https://{self.data_host}{path}")
 
+    def _child(self, run_id: str) -> tuple[str, str] | None:
+        """(pipeline job, step) of a child run id."""
+        for name, job in self._jobs.items():
+            for step, child in job["children"].items():
+                if child == run_id:
+                    return name, step
+        return None
+
+    def _child_run(self, run_id: str) -> dict | None:
+        found = self._child(run_id)
+        if found is None:
+            return None
+        name, step = found
+        job = self._jobs[name]
+        run = {"runId": run_id, "parentRunId": name, "rootRunId": name, "status": job["child_status"][step],
+               "displayName": step, "name": "azureml_anonymous", "runType": "azureml.StepRun",
+               "experimentId": str(uuid.uuid5(uuid.NAMESPACE_URL, job["experiment"])),
+               "properties": {"azureml.nodeid": step, "StepType": "CommandStep"}, "tags": {},
+               "createdUtc": now(), "inputs": None, "outputs": None}
+        if job["child_status"][step] == "Failed":
+            run["error"] = {"error": {"code": "UserError", "message": job["errors"].get(step, "The step failed.")}}
+        return run
+
     def _history_run(self, name: str) -> dict | None:
         resource = self.resources.get(f"{self.prefix}/jobs/{name}".lower())
         if resource is None:
-            return None
+            return self._child_run(name)
         properties = resource["properties"]
         run = {"runId": name, "status": properties["status"], "experimentId": str(uuid.uuid4()),
                "displayName": properties.get("displayName"), "runType": "azureml.PipelineRun",
@@ -601,33 +903,56 @@ class FakeAzureML:
         job = self._jobs.get(name)
         if job is None:
             return _error(404, "UserError", f"Run {name} was not found")
-        children = [{"runId": child, "parentRunId": name, "rootRunId": name, "status": job["child_status"][step],
-                     "displayName": step, "name": step, "runType": "azureml.StepRun",
-                     "properties": {"azureml.nodeid": step, "StepType": "CommandStep"}, "tags": {},
-                     "createdUtc": now()}
-                    for step, child in job["children"].items()]
-        return Answer(200, {"value": children})
+        return Answer(200, {"value": [self._child_run(child) for child in job["children"].values()]})
 
     def _run_data(self, name: str) -> Answer:
         run = self._history_run(name)
         if run is None:
             return _error(404, "UserError", f"Run {name} was not found")
-        outputs = self._jobs.get(name, {}).get("outputs", {})
-        run["outputs"] = {output: {"type": "uri_folder", "assetId": f"azureml://locations/{self.location}/"
+        parent = self._child(name)
+        outputs = self._jobs[parent[0]]["child_outputs"].get(name, {}) if parent else \
+            self._jobs.get(name, {}).get("outputs", {})
+        # run history says `UriFolder` (PascalCase; recorded, d0dbcead), which azure-ai-ml 1.35's
+        # get_job_output_uris_from_dataplane does not take for a data type (Azure/azure-sdk-for-python#48941)
+        run["outputs"] = {output: {"type": "UriFolder", "assetId": f"azureml://locations/{self.location}/"
                                    f"workspaces/x/data/azureml_{name}_output_data_{output}/versions/1"}
                           for output in outputs}
         return Answer(200, {"runMetadata": run})
+
+    def _output_folder(self, run_id: str, output: str) -> str | None:
+        parent = self._child(run_id)
+        if parent:
+            return self._jobs[parent[0]]["child_outputs"].get(run_id, {}).get(output)
+        return self._jobs.get(run_id, {}).get("outputs", {}).get(output)
 
     def _resolved_uris(self, asset_ids: list[str]) -> Answer:
         values = {}
         for asset_id in asset_ids:
             match = re.search(r"azureml_(.+)_output_data_(.+)/versions/1$", asset_id)
-            folder = self._jobs.get(match.group(1), {}).get("outputs", {}).get(match.group(2)) if match else None
+            folder = self._output_folder(match.group(1), match.group(2)) if match else None
             if folder:
                 values[asset_id] = {"uri": f"azureml://subscriptions/{self.subscription}/resourcegroups/"
                                            f"{self.resource_group}/workspaces/{self.workspace}/datastores/"
-                                           f"workspaceblobstore/paths/{folder}/", "type": "uri_folder"}
+                                           f"workspaceblobstore/paths/{folder}/", "type": "UriFolder"}
         return Answer(200, {"values": values})
+
+
+def _token_object_id(authorization: str) -> str:
+    """The `oid` claim of a bearer JWT (who calls), "" when there is none to read."""
+    import base64
+
+    try:
+        payload = authorization.removeprefix("Bearer ").split(".")[1]
+        return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("oid") or "")
+    except (IndexError, ValueError):
+        return ""
+
+
+def _create_container(storage: Any, name: str) -> None:
+    try:
+        storage.create_container(name)
+    except Exception:  # noqa: BLE001 - it exists already (each storage client raises its own type)
+        pass
 
 
 def _content(resource: dict, key: str | None = None) -> Any:

@@ -30,6 +30,7 @@ class TokenMinter:
 
     def __init__(self):
         self.scopes: list[str] = []
+        self.object_id = str(uuid.uuid4())  # the signed-in principal's object id (the `oid` claim)
 
     def get_token(self, *scopes: str, **kwargs):
         from azure.core.credentials import AccessToken
@@ -37,7 +38,7 @@ class TokenMinter:
         self.scopes += scopes
         audience = scopes[0].removesuffix("/.default").removesuffix("/") if scopes else ""
         claims = {"aud": audience, "iss": f"https://sts.windows.net/{TENANT}/", "tid": TENANT,
-                  "oid": str(uuid.uuid4()), "iat": int(time.time()) - 60, "nbf": int(time.time()) - 60,
+                  "oid": self.object_id, "iat": int(time.time()) - 60, "nbf": int(time.time()) - 60,
                   "exp": int(time.time()) + 3600}
         token = ".".join(_b64(json.dumps(part).encode()) for part in ({"alg": "none", "typ": "JWT"}, claims))
         return AccessToken(token + ".c2lnbmF0dXJl", claims["exp"])
@@ -97,6 +98,9 @@ class Blobs:
     def read(self, container: str, path: str) -> bytes:
         return self.service.get_blob_client(container, path).download_blob().readall()
 
+    def exists(self, container: str, path: str) -> bool:
+        return self.service.get_blob_client(container, path).exists()
+
 
 @pytest.fixture
 def fake(storage):
@@ -131,6 +135,15 @@ def azure_ws(fake, credential, test_cloud):
 
     return AzureWorkspace(SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE, credential, cloud=test_cloud,
                           transport=fake.transport(), client_kwargs=dict(FAST_RETRIES), poll_interval_s=0)
+
+
+@pytest.fixture
+def training_data(azure_ws, tmp_path: Path) -> str:
+    """The sample's data where docs/setup.md (step 4) puts it: the template's `trainingdata` container of the
+    workspace's storage account, behind the identity-based (credential-less) datastore `training_data`."""
+    data = tmp_path / "porto_seguro_sample.csv"
+    data.write_text("id,target,ps_ind_01\n1,0,2\n2,1,5\n")
+    return azure_ws.upload_to_datastore("training_data", data, "porto_seguro_sample.csv")
 
 
 @pytest.fixture

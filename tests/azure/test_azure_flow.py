@@ -1,8 +1,11 @@
 """The flow on Azure ML through the real azure-ai-ml client against the fake service and Azurite:
-publish -> submit -> wait -> metrics -> gate -> register, and the ways a run ends badly."""
+publish -> submit -> wait -> metrics -> gate -> register -> download, with the fake enforcing the service's rules
+(computes, identity-based data access, run history's outputs and paths, model registration from a job output),
+and the ways a run ends badly."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -25,7 +28,8 @@ def run_pipeline(ws, name, version, events=None, timeout_s=60.0, **kwargs):
                       on_event=(lambda *event: events.append(event)) if events is not None else None, **kwargs)
 
 
-def test_publish_submit_wait_metrics_gate_register(azure_ws, fake, training_project, capfd):
+def test_publish_submit_wait_metrics_gate_register_download(azure_ws, fake, training_project, training_data,
+                                                            tmp_path, capfd):
     fake.job_outputs = outputs(auc=0.71)
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="20240101.1")
     assert (published.name, published.version) == ("safe_driver_training", "20240101.1")
@@ -41,7 +45,9 @@ def test_publish_submit_wait_metrics_gate_register(azure_ws, fake, training_proj
     assert [text for kind, step, text in events if step == "evaluate"][-1] == "Completed"
     assert run.metrics == {"auc": 0.71, "accuracy": 0.9}
     job_body = fake.calls("PUT", "/jobs/")[0].body["properties"]
+    assert training_data == DATA_URI  # the template's trainingdata container, read with the cluster's identity
     assert job_body["inputs"]["training_data"] == {"uri": DATA_URI, "jobInputType": "uri_file"}
+    assert job_body["settings"]["default_compute"] == f"{fake.prefix}/computes/cpu-cluster"
     assert job_body["experimentName"] == "ci" and job_body["settings"]["force_rerun"] is False
     assert job_body["tags"]["build_id"] == "42" and job_body["componentId"] == published.id
 
@@ -52,6 +58,9 @@ def test_publish_submit_wait_metrics_gate_register(azure_ws, fake, training_proj
     assert model_body["modelType"] == "custom_model"
     assert model_body["tags"]["auc"] == "0.71" and model_body["tags"]["run_id"] == run.id
     assert model_body["tags"]["pipeline"] == "safe_driver_training:20240101.1"
+    # the service resolved the job output to where the train step wrote it; models.download reads that back
+    folder = azure_ws.download_model(decision.model, tmp_path / "downloaded")
+    assert (folder / "model" / "model.txt").read_bytes() == b"tree 0\n"
 
     fake.job_outputs = outputs(auc=0.65)
     worse = run_pipeline(azure_ws, published.name, published.version)
@@ -62,8 +71,11 @@ def test_publish_submit_wait_metrics_gate_register(azure_ws, fake, training_proj
     assert capfd.readouterr().err == "", "azure-ai-ml must not write on stderr (steps may fail on stderr)"
 
 
-def test_a_failed_job_ends_failed_with_the_service_error_and_cannot_be_registered(azure_ws, fake, training_project):
+def test_a_failed_job_ends_failed_with_the_step_error_and_log_and_cannot_be_registered(
+        azure_ws, fake, training_project, training_data):
     fake.job_plan = "fail"
+    fake.step_logs["train"] = "loading data\n" + "".join(f"line {n}\n" for n in range(40)) + \
+        "Traceback (most recent call last):\nValueError: the CSV has no 'target' column\n"
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     events: list = []
     run = run_pipeline(azure_ws, published.name, published.version, events)
@@ -72,12 +84,17 @@ def test_a_failed_job_ends_failed_with_the_service_error_and_cannot_be_registere
     assert "Failed nodes: /train" in run.error and "https://ml.azure.com/runs/" in run.error
     assert {step.name: step.status for step in run.steps} == {"train": "Failed", "evaluate": "Canceled"}
     assert ("status", "train", "Failed") in events
+    # the failed step's own error and the tail of its log, in the pipeline log
+    logs = [text for kind, step, text in events if kind == "log" and step == "train"]
+    assert logs[0].startswith("Execution failed. User process 'python' exited with status code 1")
+    assert logs[-2:] == ["Traceback (most recent call last):", "ValueError: the CSV has no 'target' column"]
+    assert "line 10" not in logs and "line 12" in logs  # the last 30 lines of the user log
     with pytest.raises(AmlopsError, match=f"run {run.id} ended Failed, so its model cannot be registered"):
         api.register_if_better(azure_ws, run, model_name="safe-driver")
     assert not fake.calls("PUT", "/models/") and not fake.problems
 
 
-def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, training_project):
+def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, training_project, training_data):
     fake.job_plan = "hang"
     azure_ws.poll_interval_s = 0.05
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
@@ -94,7 +111,7 @@ def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, t
     assert {step.name: step.status for step in run.steps}["train"] == "Canceled"
 
 
-def test_a_run_without_metrics_json_ends_with_a_clear_message(azure_ws, fake, training_project):
+def test_a_run_without_metrics_json_ends_with_a_clear_message(azure_ws, fake, training_project, training_data):
     fake.job_outputs = outputs(auc=None)  # the model, but no metrics output
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     with pytest.raises(AmlopsError, match=r"job \S+ completed but its 'metrics' output holds no metrics.json; the "
@@ -143,25 +160,36 @@ def test_our_validation_runs_first_and_nothing_reaches_azure(azure_ws, fake, tra
 
 
 def test_publish_endpoint_deploys_the_pipeline_under_a_batch_endpoint(azure_ws, fake, training_project):
+    # another workspace in the region holds the plain name: endpoint names are unique per region
+    fake.region_endpoint_names.add("safe-driver-training")
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="20240101.1", publish_endpoint=True)
 
-    assert published.endpoint_name == "safe-driver-training"
-    assert published.endpoint_uri == "https://safe-driver-training.westeurope.inference.ml.azure.com/jobs"
+    name = published.endpoint_name
+    assert re.fullmatch(r"safe-driver-training-[0-9a-f]{8}", name)
+    assert published.endpoint_uri == f"https://{name}.westeurope.inference.ml.azure.com/jobs"
     assert published.deployment_name == "v20240101-1"
-    deployment = fake.calls("PUT", "/batchEndpoints/safe-driver-training/deployments/v20240101-1")[0].body
+    deployment = fake.calls("PUT", f"/batchEndpoints/{name}/deployments/v20240101-1")[0].body
     assert deployment["properties"]["deploymentConfiguration"]["deploymentConfigurationType"] == "PipelineComponent"
     assert deployment["properties"]["deploymentConfiguration"]["componentId"]["assetId"] == published.id
-    endpoint_puts = fake.calls("PUT", "/batchEndpoints/safe-driver-training")
+    assert deployment["properties"]["deploymentConfiguration"]["settings"] == {"default_compute": "cpu-cluster"}
+    endpoint_puts = fake.calls("PUT", f"/batchEndpoints/{name}")
     assert endpoint_puts[-1].body["properties"]["defaults"]["deploymentName"] == "v20240101-1"
     assert fake.calls("GET", "/mfeOperationsStatus/"), "the long-running operations were polled"
     assert not fake.problems and not fake.unhandled
 
 
-def test_metrics_are_found_through_run_history_and_the_dataset_uris(azure_ws, fake, training_project):
-    """jobs.download resolves the named output through run history (rundata) and the data plane
-    (batchGetResolvedUris) before falling back to guessing paths in the default datastore."""
+def test_metrics_are_read_from_the_step_that_wrote_them(azure_ws, fake, training_project, training_data, tmp_path):
+    """Run history types outputs `UriFolder`, which azure-ai-ml 1.35's jobs.download does not take for data
+    (Azure/azure-sdk-for-python#48941), and its fallback looks under the pipeline job's path while the service
+    writes under the child step's: downloading the pipeline job's output finds nothing. The evaluate step's own
+    child run holds it."""
     fake.job_outputs = outputs(auc=0.8)
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     run = run_pipeline(azure_ws, published.name, published.version)
     assert run.metrics["auc"] == 0.8
-    assert fake.calls("POST", "/rundata") and fake.calls("POST", "/dataversion/batchGetResolvedUris")
+    evaluate = next(c for c in azure_ws.ml_client.jobs.list(parent_job_name=run.id) if c.display_name == "evaluate")
+    assert fake.calls("POST", "/rundata")[-1].body["runId"] == evaluate.name
+    assert not fake.calls("POST", "/dataversion/batchGetResolvedUris"), "UriFolder outputs are not resolved"
+
+    azure_ws.ml_client.jobs.download(run.id, output_name="metrics", download_path=tmp_path / "parent")
+    assert not list((tmp_path / "parent").rglob("metrics.json")), "the pipeline job's output alias downloads nothing"

@@ -51,7 +51,7 @@ def test_the_local_flow_runs_without_any_azure_package(without_azure, tmp_path):
     shutil.copytree(REPO / "tests" / "mini_project", project)
     published = amlops(["publish", "pipeline.yml"], project, without_azure)
     assert published.returncode == 0, published.stderr
-    assert published.stdout.startswith("published mini-pipeline version 1")
+    assert published.stdout.startswith("published mini_pipeline version 1")
     submitted = amlops(["submit", "mini-pipeline", "--set", "inputs.scale=3"], project, without_azure)
     assert submitted.returncode == 0, submitted.stderr
     assert "Completed" in submitted.stdout
@@ -89,3 +89,23 @@ def test_azure_ai_ml_alone_does_write_experimental_warnings_on_stderr():
         .replace("import_azure_ai_ml()", "azure.ai.ml")
     result = subprocess.run([sys.executable, "-c", plain], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "This is an experimental class" in result.stderr
+
+
+def test_a_missing_credential_is_one_line(tmp_path):
+    """DefaultAzureCredential logs the list of what it tried (14 lines, on stdout through azure-ai-ml's handler)
+    before raising; only our line shows. Managed identity is pointed at a closed loopback port so nothing leaves
+    the machine."""
+    pytest.importorskip("azure.identity")
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "MSI_ENDPOINT": f"http://127.0.0.1:{closed}/msi",
+           "AMLOPS_WORKSPACE": str(tmp_path / "ws"), "AZURE_CONFIG_DIR": str(tmp_path / "az")}
+    result = amlops(["runs", "list", "--backend", "azure", "--subscription-id", "s", "--resource-group", "rg",
+                     "--workspace-name", "ws"], tmp_path, env)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: cannot sign in to Azure for the jobs of workspace ws: ")

@@ -3,6 +3,8 @@ blob protocol, bearer-token auth) with an identity-based datastore registered fo
 deployer builds on (location, default storage, model download, client kwargs)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -84,15 +86,14 @@ def test_what_the_aci_deployer_builds_on(azure_ws, fake, storage, tmp_path):
     assert not fake.problems
 
 
-def test_the_cli_does_the_mission_with_backend_azure(cli_workspace, fake, training_project):
+def test_the_cli_does_the_mission_with_backend_azure(cli_workspace, fake, training_project, training_data):
     fake.job_outputs = {"model": {"model.txt": b"tree 0\n"}, "metrics": {"metrics.json": b'{"auc": 0.7}'}}
     runner = CliRunner()
     published = runner.invoke(main, ["publish", str(training_project / "pipeline.yml"), "--version", "5", *AZURE])
     assert published.exit_code == 0, published.output
     assert published.stdout.startswith("published safe_driver_training version 5 (/subscriptions/")
 
-    submitted = runner.invoke(main, ["submit", "safe_driver_training", "--set",
-                                     "inputs.training_data=azureml://datastores/training_data/paths/porto.csv",
+    submitted = runner.invoke(main, ["submit", "safe_driver_training", "--set", f"inputs.training_data={training_data}",
                                      "--tag", "build_id=42", "--no-reuse", *AZURE])
     assert submitted.exit_code == 0, submitted.output
     assert "Completed" in submitted.stdout and "metrics: auc=0.7000" in submitted.stdout
@@ -105,6 +106,8 @@ def test_the_cli_does_the_mission_with_backend_azure(cli_workspace, fake, traini
     assert registered.exit_code == 0, registered.output
     assert registered.stdout.strip() == "registered safe-driver:1"
     shown = runner.invoke(main, ["models", "show", "safe-driver", *AZURE])
-    assert f'"path": "azureml://jobs/{run_id}/outputs/model"' in shown.stdout
+    # registered from azureml://jobs/<run>/outputs/model, kept as the datastore path the train step wrote to
+    assert re.search(r'"path": "azureml://subscriptions/[^"]+/datastores/workspaceblobstore/paths/azureml/'
+                     r'[0-9a-f-]{36}/model/"', shown.stdout)
     assert f'"run_id": "{run_id}"' in shown.stdout
     assert not fake.problems and not fake.unhandled

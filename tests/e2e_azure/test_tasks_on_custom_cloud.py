@@ -16,9 +16,7 @@ Caddy is tests/aci/fake_inference.py. No /etc/hosts entry is needed: the proxy r
 from __future__ import annotations
 
 import base64
-import copy
 import json
-import re
 import secrets
 import shutil
 import time
@@ -54,32 +52,12 @@ METRICS = {"auc": 0.7412, "accuracy": 0.9631}
 
 
 class StackAzureML(FakeAzureML):
-    """The Azure ML fake with this cloud's host names (its workspace's discovery URL is in the cloud's domain),
-    and a model version created from a job output stored as the output's datastore path.
-
-    The service resolves `azureml://jobs/<job>/outputs/<output>` when the version is created: it refuses it when
-    no blob is there (ModelAssetPathNotFoundInStorage, "No blobs found in storage at model asset path:
-    azureml/<job>/<output>/"). azure-ai-ml's `models.download` can only read a datastore path back, so the shared
-    fake, which keeps the job URI, cannot serve a deploy of a trained model."""
+    """The Azure ML fake with this cloud's host names (its workspace's discovery URL is in the cloud's domain)."""
 
     def _seed(self) -> None:
         self.data_host = f"{self.location}.api.{DOMAIN}"
         self.arm_host = ARM_HOST
         super()._seed()
-
-    def _put(self, path: str, payload: dict):
-        match = re.fullmatch(r"azureml://jobs/([^/]+)/outputs/([^/]+)/?",
-                             (payload.get("properties") or {}).get("modelUri") or "")
-        if "/models/" in path and match:
-            folder = self._jobs.get(match.group(1), {}).get("outputs", {}).get(match.group(2))
-            if folder is None:
-                return aml_fake._error(400, "UserError", "No blobs found in storage at model asset path: "
-                                       f"azureml/{match.group(1)}/{match.group(2)}/")
-            payload = copy.deepcopy(payload)
-            payload["properties"]["modelUri"] = (
-                f"azureml://subscriptions/{self.subscription}/resourcegroups/{self.resource_group}/workspaces/"
-                f"{self.workspace}/datastores/workspaceblobstore/paths/{folder}/")
-        return super()._put(path, payload)
 
 
 class StackArm(FakeArm):

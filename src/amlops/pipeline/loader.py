@@ -13,7 +13,7 @@ from amlops.errors import AmlopsError, PipelineValidationError
 from amlops.pipeline.components import load_component, parse_component
 from amlops.pipeline.model import (
     ANY_EXPRESSION, ASSET_TYPES, INPUT_TYPES, OUTPUT_TYPES, Binding, Component, OutputSpec, Pipeline,
-    PipelineInput, Step,
+    PipelineInput, Step, pipeline_name,
 )
 from amlops.pipeline.types import coerce, kind_of, type_problem
 from amlops.pipeline.yaml_source import YamlMap, check_fields, load_yaml, resolved, where
@@ -89,9 +89,7 @@ def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, str]:
 
 
 def _default_name(document: YamlMap, path: Path) -> str:
-    text = str(document.get("display_name") or document.get("name") or path.parent.name or path.stem)
-    # a valid pipeline name (amlops.names.PIPELINE): starts with a letter or digit, at most 255 characters
-    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).lstrip("-_")[:255].rstrip("-") or "pipeline"
+    return pipeline_name(document.get("display_name") or document.get("name") or path.parent.name or path.stem)
 
 
 def _check_top_level(document: YamlMap, path: Path, problems: list[str]) -> None:

@@ -19,6 +19,15 @@ COMMAND_REFERENCE = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][\w]*)\s*\
 OPTIONAL_GROUP = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 
 
+def pipeline_name(text: str) -> str:
+    """The name a pipeline has on both backends: Azure ML's form for component names, lowercase letters, digits
+    and underscores starting with a letter (azure-ai-ml's ComponentNameStr: `^[a-z][a-z0-9_]*$`), so the local
+    workspace and Azure ML call it the same: `safe-driver-training` -> `safe_driver_training`. Lookups accept
+    either spelling."""
+    name = re.sub(r"[^a-z0-9_]+", "_", str(text).strip().lower()).strip("_")
+    return name if name[:1].isalpha() else f"p_{name}".rstrip("_")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     name: str

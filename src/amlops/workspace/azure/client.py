@@ -24,6 +24,7 @@ QUIET_LOGGERS = (
     "azure.ai.ml._utils._asset_utils",  # upload progress notes
     "azure.ai.ml.operations._operation_orchestrator",
     "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",  # DefaultAzureCredential's 14-line list of what it tried, before our one line says so
     "msrest.serialization",
 )
 

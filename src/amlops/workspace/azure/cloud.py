@@ -92,6 +92,9 @@ def make_credential(cloud: AzureCloud, tenant_id: str | None = None, client_id: 
     """A service principal from explicit values, else DefaultAzureCredential (environment variables
     AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, workload identity, managed identity, Azure CLI...),
     both against the cloud's authority."""
+    from amlops.workspace.azure.client import quiet_azure_logging
+
+    quiet_azure_logging()
     try:
         from azure.identity import ClientSecretCredential, DefaultAzureCredential
     except ImportError:

@@ -20,6 +20,8 @@ def register(ws: "AzureWorkspace", name: str, source: Any, tags: dict[str, str],
     from azure.ai.ml.entities import Model
 
     path = _model_path(source)
+    if run_id:  # the lineage, also where the service keeps only the datastore path the job output resolved to
+        tags = {"run_id": run_id, **tags}
     model = Model(name=name, path=path, type="custom_model", tags={k: str(v) for k, v in tags.items()},
                   properties={k: str(v) for k, v in properties.items()}, job_name=run_id,
                   description=f"registered by amlops from {path}")
@@ -89,7 +91,8 @@ def model_version(model: Any) -> ModelVersion:
                           "versions") from None
     created = getattr(getattr(model, "creation_context", None), "created_at", None)
     tags = dict(model.tags or {})
+    # the service stores a job output's datastore path, not the azureml://jobs/... URI it was registered from
     job = re.match(r"^azureml://jobs/([^/]+)/outputs/", model.path or "")
+    run_id = getattr(model, "job_name", None) or (job.group(1) if job else tags.get("run_id"))
     return ModelVersion(name=model.name, version=version, path=AzureMLUri(model.path or ""), tags=tags,
-                        properties=dict(model.properties or {}), run_id=job.group(1) if job else tags.get("run_id"),
-                        created_at=str(created or ""))
+                        properties=dict(model.properties or {}), run_id=run_id, created_at=str(created or ""))

@@ -9,7 +9,6 @@ same content), the experiment name, the default compute and the YAML's input val
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 
 from amlops.errors import AmlopsError, NotFoundError, PipelineValidationError
 from amlops.pipeline.loader import load_pipeline
-from amlops.pipeline.model import Pipeline
+from amlops.pipeline.model import Pipeline, pipeline_name
 from amlops.workspace.azure.errors import translated
 from amlops.workspace.entities import PublishedPipeline
 from amlops.workspace.local.snapshot import content_hash, snapshot_root
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
 
 TAG_SOURCE, TAG_HASH, TAG_EXPERIMENT = "amlops.source", "amlops.content_hash", "amlops.experiment_name"
 TAG_COMPUTE, TAG_INPUTS = "amlops.default_compute", "amlops.inputs"
+TAG_PRODUCERS = "amlops.producers"  # pipeline output -> [step, step output]: where a run writes it
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
 
 
@@ -43,17 +43,18 @@ class AzurePublishedPipeline(PublishedPipeline):
     deployment_name: str | None = None
 
 
-def component_name(name: str) -> str:
-    """Azure ML component names are Python-identifier-like: `safe-driver-training` -> `safe_driver_training`."""
-    text = re.sub(r"[^a-z0-9_]", "_", name.strip().lower())
-    return text if re.match(r"^[a-z_]", text) else f"p_{text}"
+def compute_name(reference: str) -> str:
+    """A compute as the YAML or a tag names it (`azureml:cpu-cluster`, `cpu-cluster` or its ARM id) -> its name.
+    azure-ai-ml makes an ARM id from a plain name but keeps an `azureml:` prefix inside it
+    (`.../computes/azureml:cpu-cluster`), which the service refuses."""
+    return str(reference).strip().removeprefix("azureml:").rstrip("/").rsplit("/", 1)[-1]
 
 
 def publish(ws: "AzureWorkspace", pipeline_file: Path, name: str | None, version: str | None,
             publish_endpoint: bool = False) -> AzurePublishedPipeline:
     pipeline = load_pipeline(pipeline_file)  # our validation first: file:line messages
     components = validate_with_azure_ai_ml(pipeline)
-    name = component_name(name or pipeline.name)
+    name = pipeline_name(name or pipeline.name)
     digest = _pipeline_hash(pipeline)
     existing = _existing(ws, name, version, digest)
     if existing is not None:
@@ -158,9 +159,11 @@ def _register_step(ws: "AzureWorkspace", component: Any, version: str, step: str
 
 
 def _step_hash(pipeline: Pipeline, step: str) -> str:
-    """The content of a step's component: its YAML and its code folder."""
+    """The content of a step's component: its YAML and its code folder, named relative to each other (not where
+    the agent checked them out)."""
     component = pipeline.steps[step].component
-    return content_hash([component.path] + ([component.code] if component.code else []))
+    files = [component.path] + ([component.code] if component.code else [])
+    return content_hash(files, relative_to=snapshot_root(tuple(files)))
 
 
 def _register_pipeline(ws: "AzureWorkspace", pipeline: Pipeline, name: str, version: str, digest: str,
@@ -189,9 +192,10 @@ def _pipeline_component_spec(document: dict, pipeline: Pipeline, name: str, vers
     settings = document.get("settings") or {}
     compute = settings.get("default_compute")
     tags = {TAG_SOURCE: str(pipeline.path), TAG_HASH: digest, TAG_EXPERIMENT: pipeline.experiment_name,
-            TAG_INPUTS: json.dumps(_input_values(pipeline), sort_keys=True)}
+            TAG_INPUTS: json.dumps(_input_values(pipeline), sort_keys=True),
+            TAG_PRODUCERS: json.dumps(_producers(pipeline), sort_keys=True)}
     if compute:
-        tags[TAG_COMPUTE] = str(compute)
+        tags[TAG_COMPUTE] = compute_name(compute)
     return {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "name": name, "version": version,
             "display_name": pipeline.display_name, "description": document.get("description") or pipeline.display_name,
             "tags": {**(document.get("tags") or {}), **tags},
@@ -215,6 +219,14 @@ def _input_definition(spec) -> dict:
     return definition
 
 
+def _producers(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Which step writes each pipeline output: the service stores it under that step's child run, not the
+    pipeline job."""
+    return {binding.parent_output: [step_name, output]
+            for step_name, step in pipeline.steps.items()
+            for output, binding in step.outputs.items() if binding.parent_output}
+
+
 def _input_values(pipeline: Pipeline) -> dict:
     """The YAML's input values a run starts from; a local file has no value on Azure (None)."""
     return {key: (None if spec.is_path and _is_local(spec.value) else spec.value)
@@ -231,7 +243,7 @@ def get_component(ws: "AzureWorkspace", name: str, version: str | None) -> Any:
 
 def get(ws: "AzureWorkspace", name: str, version: str | None) -> AzurePublishedPipeline:
     try:
-        component = get_component(ws, component_name(name), version)
+        component = get_component(ws, pipeline_name(name), version)
     except NotFoundError:
         what = f"pipeline {name}" + (f" version {version}" if version else "")
         raise NotFoundError(f"{what} is not published in Azure ML workspace {ws.workspace_name}; run "

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.types import coerce
 from amlops.workspace.azure.errors import translated
-from amlops.workspace.azure.pipelines import TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, get_component
+from amlops.workspace.azure.pipelines import (
+    TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, TAG_PRODUCERS, compute_name, get_component,
+)
 from amlops.workspace.entities import TERMINAL_STATUSES, PublishedPipeline, Run, StepRun
 
 if TYPE_CHECKING:
@@ -43,13 +45,16 @@ def submit(ws: "AzureWorkspace", pipeline: PublishedPipeline, overrides: dict[st
            tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event: Events | None) -> Run:
     component = get_component(ws, pipeline.name, pipeline.version)
     job = _pipeline_job(component, overrides, experiment, tags, reuse)
+    if job.settings.default_compute:
+        require_compute(ws, job.settings.default_compute)
     with translated(f"submitting pipeline {pipeline.name}:{pipeline.version} to workspace {ws.workspace_name}"):
         submitted = ws.ml_client.jobs.create_or_update(job, experiment_name=job.experiment_name)
     emit = on_event or (lambda kind, step, text: None)
     emit("info", "", f"submitted job {submitted.name}" + (f": {submitted.studio_url}" if submitted.studio_url else ""))
     waited = Waiter(ws, submitted.name, emit, timeout_s).wait()
+    producers = json.loads((component.tags or {}).get(TAG_PRODUCERS) or "{}")
     return _run_entity(ws, waited.job, pipeline.name, pipeline.version, waited.children, waited.error,
-                       with_metrics=status_of(waited.job) == "Completed", require_metrics=True)
+                       with_metrics=status_of(waited.job) == "Completed", require_metrics=True, producers=producers)
 
 
 def _pipeline_job(component: Any, overrides: dict[str, str], experiment: str | None, tags: dict[str, str],
@@ -73,11 +78,23 @@ def _pipeline_job(component: Any, overrides: dict[str, str], experiment: str | N
     outputs = {name: Output(type=definition.type) for name, definition in component.outputs.items()}
     settings = {"force_rerun": not reuse}
     if own_tags.get(TAG_COMPUTE):
-        settings["default_compute"] = own_tags[TAG_COMPUTE]
+        settings["default_compute"] = compute_name(own_tags[TAG_COMPUTE])
     experiment = experiment or own_tags.get(TAG_EXPERIMENT) or component.name
     return PipelineJob(component=component.id, inputs=inputs, outputs=outputs, settings=settings,
                        experiment_name=experiment, display_name=f"{component.name}:{component.version}",
                        tags={**tags, TAG_PIPELINE: f"{component.name}:{component.version}"})
+
+
+def require_compute(ws: "AzureWorkspace", name: str) -> None:
+    """The compute a job runs on must exist: the service accepts a job on a missing compute and fails it only
+    when it runs."""
+    try:
+        with translated(f"compute {name} in workspace {ws.workspace_name}"):
+            ws.ml_client.compute.get(name)
+    except NotFoundError:
+        raise AmlopsError(f"compute {name} does not exist in workspace {ws.workspace_name}; create it "
+                          "(environment_setup/azuredeploy.json creates cpu-cluster) or change settings.default_compute "
+                          "in the pipeline YAML and publish again") from None
 
 
 def _coerced(component: Any, overrides: dict[str, str]) -> dict[str, Any]:
@@ -104,6 +121,7 @@ class Waiter:
         self.timeout_s = timeout_s
         self.status: str | None = None
         self.children: dict[str, str] = {}
+        self.child_ids: dict[str, str] = {}
         self.error: str | None = None
         self.job: Any = None
 
@@ -118,6 +136,9 @@ class Waiter:
             raise
         if status_of(self.job) == "Failed":
             self.error = failure_message(self.ws, self.job)
+            for step, status in self.children.items():
+                if status == "Failed":
+                    show_step_failure(self.ws, step, self.child_ids[step], self.emit)
         return self
 
     def _poll(self) -> bool:
@@ -134,6 +155,7 @@ class Waiter:
             if child is None:
                 continue
             step = child.display_name or child.name
+            self.child_ids[step] = child.name
             if self.children.get(step) != status_of(child):
                 self.children[step] = status_of(child)
                 self.emit("status", step, self.children[step])
@@ -164,12 +186,51 @@ def failure_message(ws: "AzureWorkspace", job: Any) -> str:
     return (message.strip().splitlines() or ["a step failed"])[0] + where
 
 
-def read_metrics(ws: "AzureWorkspace", name: str, required: bool) -> dict:
-    """metrics.json of the job's `metrics` output, downloaded with jobs.download."""
+LOG_TAIL_LINES = 30
+
+
+def show_step_failure(ws: "AzureWorkspace", step: str, child: str, emit: Events) -> None:
+    """The failed step's own error (run history) and the tail of its user log, into the pipeline log: the
+    pipeline's error only names the failed node."""
+    try:
+        with translated(f"the logs of step {step} (job {child})"):
+            run = ws.ml_client.jobs._runs_operations.get_run(child)  # a child's error lives in run history only
+            error = getattr(getattr(getattr(run, "error", None), "error", None), "message", "") or ""
+            for line in error.strip().splitlines()[:LOG_TAIL_LINES]:
+                emit("log", step, line)
+            with tempfile.TemporaryDirectory(prefix="amlops-logs-") as folder:
+                ws.ml_client.jobs.download(child, download_path=folder)
+                logs = sorted(Path(folder).rglob("std_log.txt"))
+                lines = logs[0].read_text(encoding="utf-8", errors="replace").splitlines() if logs else []
+    except AmlopsError as failure:
+        emit("info", step, f"cannot read the step's logs: {failure}")
+        return
+    if lines:
+        emit("info", step, f"last {min(len(lines), LOG_TAIL_LINES)} lines of user_logs/std_log.txt:")
+    for line in lines[-LOG_TAIL_LINES:]:
+        emit("log", step, line)
+
+
+def _metrics_source(ws: "AzureWorkspace", name: str, producer: list[str] | None) -> tuple[str, str]:
+    """(job, output) holding metrics.json: the child run of the step that writes the pipeline's `metrics` output,
+    where the service stores it (the pipeline job's own output is an alias that azure-ai-ml 1.35 cannot download:
+    run history types it `UriFolder`, Azure/azure-sdk-for-python#48941, and its fallback looks under the
+    pipeline job's path). Without that step known: the pipeline job's output."""
+    if producer:
+        step, output = producer
+        for child in ws.ml_client.jobs.list(parent_job_name=name):
+            if child is not None and (child.display_name or child.name) == step:
+                return child.name, output
+    return name, METRICS_OUTPUT
+
+
+def read_metrics(ws: "AzureWorkspace", name: str, required: bool, producer: list[str] | None = None) -> dict:
+    """metrics.json of the job's `metrics` output, downloaded with jobs.download from the step that wrote it."""
     with tempfile.TemporaryDirectory(prefix="amlops-metrics-") as folder:
         with translated(f"the '{METRICS_OUTPUT}' output of job {name}"):
-            ws.ml_client.jobs.download(name, output_name=METRICS_OUTPUT, download_path=folder)
-        found = sorted(Path(folder, "named-outputs", METRICS_OUTPUT).rglob(METRICS_FILE))
+            job, output = _metrics_source(ws, name, producer)
+            ws.ml_client.jobs.download(job, output_name=output, download_path=folder)
+        found = sorted(Path(folder, "named-outputs", output).rglob(METRICS_FILE))
         if not found:
             if required:
                 raise AmlopsError(f"job {name} completed but its '{METRICS_OUTPUT}' output holds no {METRICS_FILE}; "
@@ -187,7 +248,7 @@ def read_metrics(ws: "AzureWorkspace", name: str, required: bool) -> dict:
 
 def _run_entity(ws: "AzureWorkspace", job: Any, pipeline_name: str | None, pipeline_version: str | None,
                 children: dict[str, str] | None, error: str | None, with_metrics: bool = False,
-                require_metrics: bool = False) -> Run:
+                require_metrics: bool = False, producers: dict | None = None) -> Run:
     tags = dict(job.tags or {})
     reference = tags.pop(TAG_PIPELINE, ":")
     name, _, version = reference.partition(":")
@@ -195,13 +256,27 @@ def _run_entity(ws: "AzureWorkspace", job: Any, pipeline_name: str | None, pipel
                if not output.startswith("default")}
     metrics = {}
     if with_metrics and METRICS_OUTPUT in outputs:
-        metrics = read_metrics(ws, job.name, required=require_metrics)
+        metrics = read_metrics(ws, job.name, required=require_metrics,
+                               producer=(producers if producers is not None else _producers(ws, job)).get(
+                                   METRICS_OUTPUT))
     created = getattr(getattr(job, "creation_context", None), "created_at", None)
     return Run(id=job.name, pipeline_name=pipeline_name or name, pipeline_version=pipeline_version or version,
                experiment=job.experiment_name or "", status=status_of(job), created_at=str(created or ""),
                ended_at=None, parameters=_parameters(job), tags=tags,
                steps=tuple(StepRun(step, status) for step, status in (children or {}).items()),
                outputs=outputs, metrics=metrics, error=error)
+
+
+def _producers(ws: "AzureWorkspace", job: Any) -> dict:
+    """The steps writing the pipeline's outputs, from the published pipeline the job ran (its amlops tags)."""
+    name, _, version = (job.tags or {}).get(TAG_PIPELINE, "").partition(":")
+    if not name or not version:
+        return {}
+    try:
+        component = get_component(ws, name, version)
+    except AmlopsError:
+        return {}
+    return json.loads((component.tags or {}).get(TAG_PRODUCERS) or "{}")
 
 
 def _parameters(job: Any) -> dict:

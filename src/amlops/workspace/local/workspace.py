@@ -24,6 +24,7 @@ from amlops import names
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.loader import datastore_reference, load_pipeline
 from amlops.locks import FileLock, held_by_someone
+from amlops.pipeline.model import pipeline_name
 from amlops.processes import process_alive
 from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
@@ -69,7 +70,9 @@ class LocalWorkspace:
     def publish_pipeline(self, pipeline_file: Path, name: str | None = None,
                          version: str | None = None) -> PublishedPipeline:
         pipeline = load_pipeline(pipeline_file)
-        name = names.check(names.PIPELINE, name or pipeline.name, "pipeline name")
+        if name:
+            names.check(names.PIPELINE, name, "pipeline name")
+        name = pipeline_name(name) if name else pipeline.name  # one spelling on both backends
         if version is not None:
             names.check(names.PIPELINE_VERSION, version, "pipeline version")
         root = snapshot_root(pipeline.files)
@@ -113,6 +116,7 @@ class LocalWorkspace:
         return str(max(numbers, default=0) + 1)
 
     def _find_pipeline(self, name: str, version: str | None) -> sqlite3.Row | None:
+        name = pipeline_name(name)
         if version:
             return self.db.execute("SELECT * FROM pipelines WHERE name = ? AND version = ?",
                                    (name, version)).fetchone()
