@@ -149,3 +149,43 @@ def test_too_old_python_and_bad_python_path(agent: Agent, staged, tmp_path: Path
     assert_failed(run, "python3: Python 3.8.10 is too old")
     run = agent.run(staged["AmlSmokeTest"], local(scoringUri="http://x", pythonPath=str(tmp_path / "nope")))
     assert_failed(run, "the pythonPath input does not name a usable Python", "not found")
+
+
+class _EncodingEcho(BaseHTTPRequestHandler):
+    """A 401 echoing the Authorization header form-encoded and in base64, as some gateways log it."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        import base64
+        from urllib.parse import quote_plus
+
+        self.rfile.read(int(self.headers["Content-Length"]))
+        sent = self.headers.get("Authorization") or ""
+        data = json.dumps({"form": quote_plus(sent), "b64": base64.b64encode(sent.encode()).decode()}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_scoring_key_echoed_form_encoded_or_in_base64_never_appears(agent: Agent, staged) -> None:
+    import base64
+    from urllib.parse import quote_plus
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EncodingEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    key = f"key with spaces/{uuid.uuid4().hex}"
+    try:
+        run = agent.run(staged["AmlSmokeTest"], local(scoringUri=f"http://127.0.0.1:{server.server_address[1]}/score",
+                                                      scoringKey=key, readinessTimeoutSeconds="10"))
+    finally:
+        server.shutdown()
+    assert_failed(run, "smoke test failed", "401")
+    output = (run.stdout + "\n" + run.stderr).splitlines()
+    shown = "\n".join([line for line in output if not line.startswith("##vso[task.setsecret]")] + run.summaries)
+    assert "401" in shown
+    for form in (key, quote_plus(key), base64.b64encode(f"Bearer {key}".encode()).decode()[12:-4], key[-32:]):
+        assert form not in shown, form
