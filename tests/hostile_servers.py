@@ -119,8 +119,8 @@ def answer(status: int, body: bytes, extra: str = ""):
     return behaviour
 
 
-def redirect_to(location: str):
-    return answer(307, b"", f"Location: {location}\r\n")
+def redirect_to(location: str, status: int = 307):
+    return answer(status, b"", f"Location: {location}\r\n")
 
 
 def echo_authorization(server, conn, request) -> None:

@@ -80,11 +80,12 @@ def test_smoke_test_refuses_a_huge_or_endless_body_with_one_line_and_bounded_mem
     assert len(output.splitlines()) == 1
 
 
-def test_smoke_test_never_sends_the_key_to_the_host_a_redirect_names(servers, request_file):
+@pytest.mark.parametrize("status", [302, 303, 307, 308])
+def test_smoke_test_never_sends_the_key_to_the_host_a_redirect_names(servers, request_file, status):
     elsewhere = servers(hostile.answer(200, b'{"predictions": [0.1, 0.2]}'))
-    redirecting = servers(hostile.redirect_to(elsewhere.url(host="localhost")))
+    redirecting = servers(hostile.redirect_to(elsewhere.url(host="localhost"), status))
     code, output, _ = smoke(redirecting.url(), request_file, "--timeout", "5", env={"AMLOPS_SCORING_KEY": KEY})
-    assert code == 1 and "HTTP 307" in output and "not followed" in output, output
+    assert code == 1 and f"HTTP {status}" in output and "not followed" in output, output
     assert hostile.header(redirecting.requests[0], "Authorization") == f"Bearer {KEY}"
     assert elsewhere.requests == [], "the request (and its key) went to the host the redirect named"
 
