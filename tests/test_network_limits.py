@@ -149,3 +149,13 @@ def test_a_basic_pat_echoed_in_base64_is_masked():
         assert "***" in shown and len(shown) < len("Authorization: Basic ") + 16, shown
     with pytest.raises(AmlopsError):
         bounded_http.check_url("notaurl")
+
+
+def test_the_aci_liveness_probe_never_follows_a_redirect_with_the_key(servers):
+    from amlops.deploy.aci.target import _probe
+
+    elsewhere = servers(hostile.answer(200, b"{}"))
+    redirecting = servers(hostile.redirect_to(elsewhere.url("/", host="localhost"), 302))
+    assert _probe(redirecting.url("").rstrip("/"), KEY) == 302
+    assert hostile.header(redirecting.requests[0], "Authorization") == f"Bearer {KEY}"
+    assert elsewhere.requests == []
