@@ -159,3 +159,14 @@ def test_the_aci_liveness_probe_never_follows_a_redirect_with_the_key(servers):
     assert _probe(redirecting.url("").rstrip("/"), KEY) == 302
     assert hostile.header(redirecting.requests[0], "Authorization") == f"Bearer {KEY}"
     assert elsewhere.requests == []
+
+
+def test_smoke_test_goes_through_http_proxy_as_urllib_did_but_never_for_loopback(servers, request_file):
+    proxy = servers(hostile.answer(200, b'{"predictions": [0.1, 0.2]}'))
+    env = {"http_proxy": proxy.url(""), "HTTP_PROXY": proxy.url(""), "no_proxy": "", "NO_PROXY": ""}
+    code, output, _ = smoke("http://scoring.example.invalid:8080/score", request_file, "--timeout", "5", env=env)
+    assert code == 0, output
+    assert proxy.requests[0].startswith(b"POST http://scoring.example.invalid:8080/score HTTP/1.1")
+    direct = servers(hostile.answer(200, b'{"predictions": [0.1, 0.2]}'))
+    code, output, _ = smoke(direct.url(), request_file, "--timeout", "5", env=env)
+    assert code == 0 and len(proxy.requests) == 1 and len(direct.requests) == 1, output
