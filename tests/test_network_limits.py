@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from amlops import bounded_http
 from amlops.errors import AmlopsError
 
 KEY = "sk-Scoring/Key+with=odd chars"
-MEMORY_CAP = 1024 * 1024 * 1024
 
 
 @pytest.fixture
@@ -31,27 +29,10 @@ def request_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(behaviour):
-        server = hostile.Hostile(behaviour)
-        started.append(server)
-        return server
-    yield start
-    for server in started:
-        server.close()
-
-
-def _capped() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
 def amlops(*args: str, timeout: float = 60, env: dict | None = None) -> tuple[int, str, float]:
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "amlops", *args], capture_output=True, text=True,
-                            timeout=timeout, preexec_fn=_capped, env={**os.environ, **(env or {})})
+                            timeout=timeout, preexec_fn=hostile.cap_memory, env={**os.environ, **(env or {})})
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
