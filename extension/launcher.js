@@ -487,6 +487,7 @@ async function install(paths, bundle, python) {
 function taskEnvironment() {
   const env = Object.assign({}, process.env, {
     PYTHONIOENCODING: 'utf-8', PYTHONUTF8: '1', PYTHONUNBUFFERED: '1', AMLOPS_TASK_DIR: HERE,
+    AMLOPS_OWNER_PIPE: '1',
   });
   delete env.PYTHONHOME;
   delete env.PYTHONPATH;
@@ -495,9 +496,12 @@ function taskEnvironment() {
 
 function runTask(paths, bundle) {
   return new Promise((resolve) => {
+    // stdin is a pipe only we hold: if this process is killed (even with SIGKILL) the task sees its end
+    // and stops at once, and with it every step process it started (AMLOPS_OWNER_PIPE)
     const child = childProcess.spawn(paths.python, ['-u', '-m', 'amlops.devops', bundle.taskName], {
-      env: taskEnvironment(), windowsHide: true, stdio: ['ignore', 'pipe', 'pipe'],
+      env: taskEnvironment(), windowsHide: true, stdio: ['pipe', 'pipe', 'pipe'],
     });
+    child.stdin.on('error', () => {});
     const forward = (signal) => () => child.kill(signal);
     const onInt = forward('SIGINT');
     const onTerm = forward('SIGTERM');

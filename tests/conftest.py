@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from hostile_servers import servers  # noqa: F401 - the fixture of misbehaving HTTP servers
 from support import TESTS
 
 

@@ -2,9 +2,14 @@
 endless body, redirect elsewhere, echo the request's headers. Each records what it received."""
 from __future__ import annotations
 
+import resource
 import socket
 import threading
 import time
+
+import pytest
+
+MEMORY_CAP = 1024 * 1024 * 1024
 
 
 class Hostile:
@@ -44,6 +49,25 @@ class Hostile:
     def close(self) -> None:
         self.closed.set()
         self.sock.close()
+
+
+@pytest.fixture
+def servers():
+    """start(behaviour) -> a Hostile server, closed at the end of the test."""
+    started = []
+
+    def start(behaviour):
+        server = Hostile(behaviour)
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        server.close()
+
+
+def cap_memory() -> None:
+    """preexec_fn for a client under test: 1 GB of address space, so an unbounded read fails fast."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
 def _read_request(conn: socket.socket) -> bytes:
@@ -119,8 +143,8 @@ def answer(status: int, body: bytes, extra: str = ""):
     return behaviour
 
 
-def redirect_to(location: str):
-    return answer(307, b"", f"Location: {location}\r\n")
+def redirect_to(location: str, status: int = 307):
+    return answer(status, b"", f"Location: {location}\r\n")
 
 
 def echo_authorization(server, conn, request) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from amlops import bounded_http
 from amlops.errors import AmlopsError
 
 KEY = "sk-Scoring/Key+with=odd chars"
-MEMORY_CAP = 1024 * 1024 * 1024
 
 
 @pytest.fixture
@@ -31,27 +29,10 @@ def request_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(behaviour):
-        server = hostile.Hostile(behaviour)
-        started.append(server)
-        return server
-    yield start
-    for server in started:
-        server.close()
-
-
-def _capped() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
-
-
 def amlops(*args: str, timeout: float = 60, env: dict | None = None) -> tuple[int, str, float]:
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "amlops", *args], capture_output=True, text=True,
-                            timeout=timeout, preexec_fn=_capped, env={**os.environ, **(env or {})})
+                            timeout=timeout, preexec_fn=hostile.cap_memory, env={**os.environ, **(env or {})})
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
@@ -80,11 +61,12 @@ def test_smoke_test_refuses_a_huge_or_endless_body_with_one_line_and_bounded_mem
     assert len(output.splitlines()) == 1
 
 
-def test_smoke_test_never_sends_the_key_to_the_host_a_redirect_names(servers, request_file):
+@pytest.mark.parametrize("status", [302, 303, 307, 308])
+def test_smoke_test_never_sends_the_key_to_the_host_a_redirect_names(servers, request_file, status):
     elsewhere = servers(hostile.answer(200, b'{"predictions": [0.1, 0.2]}'))
-    redirecting = servers(hostile.redirect_to(elsewhere.url(host="localhost")))
+    redirecting = servers(hostile.redirect_to(elsewhere.url(host="localhost"), status))
     code, output, _ = smoke(redirecting.url(), request_file, "--timeout", "5", env={"AMLOPS_SCORING_KEY": KEY})
-    assert code == 1 and "HTTP 307" in output and "not followed" in output, output
+    assert code == 1 and f"HTTP {status}" in output and "not followed" in output, output
     assert hostile.header(redirecting.requests[0], "Authorization") == f"Bearer {KEY}"
     assert elsewhere.requests == [], "the request (and its key) went to the host the redirect named"
 
@@ -148,3 +130,24 @@ def test_a_basic_pat_echoed_in_base64_is_masked():
         assert "***" in shown and len(shown) < len("Authorization: Basic ") + 16, shown
     with pytest.raises(AmlopsError):
         bounded_http.check_url("notaurl")
+
+
+def test_the_aci_liveness_probe_never_follows_a_redirect_with_the_key(servers):
+    from amlops.deploy.aci.target import _probe
+
+    elsewhere = servers(hostile.answer(200, b"{}"))
+    redirecting = servers(hostile.redirect_to(elsewhere.url("/", host="localhost"), 302))
+    assert _probe(redirecting.url("").rstrip("/"), KEY) == 302
+    assert hostile.header(redirecting.requests[0], "Authorization") == f"Bearer {KEY}"
+    assert elsewhere.requests == []
+
+
+def test_smoke_test_goes_through_http_proxy_as_urllib_did_but_never_for_loopback(servers, request_file):
+    proxy = servers(hostile.answer(200, b'{"predictions": [0.1, 0.2]}'))
+    env = {"http_proxy": proxy.url(""), "HTTP_PROXY": proxy.url(""), "no_proxy": "", "NO_PROXY": ""}
+    code, output, _ = smoke("http://scoring.example.invalid:8080/score", request_file, "--timeout", "5", env=env)
+    assert code == 0, output
+    assert proxy.requests[0].startswith(b"POST http://scoring.example.invalid:8080/score HTTP/1.1")
+    direct = servers(hostile.answer(200, b'{"predictions": [0.1, 0.2]}'))
+    code, output, _ = smoke(direct.url(), request_file, "--timeout", "5", env=env)
+    assert code == 0 and len(proxy.requests) == 1 and len(direct.requests) == 1, output

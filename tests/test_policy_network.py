@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -19,24 +18,6 @@ import hostile_servers as hostile
 
 pytest.importorskip("azure.devops")
 PAT = "pat0123456789abcdefghijklmnopqrstuvwxyz0123456789ab"
-MEMORY_CAP = 1024 * 1024 * 1024
-
-
-@pytest.fixture
-def servers():
-    started = []
-
-    def start(behaviour):
-        server = hostile.Hostile(behaviour)
-        started.append(server)
-        return server
-    yield start
-    for server in started:
-        server.close()
-
-
-def _capped() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
 def policy_apply(org_url: str, tmp_path: Path, *extra: str, timeout: float = 60) -> tuple[int, str, float]:
@@ -46,7 +27,7 @@ def policy_apply(org_url: str, tmp_path: Path, *extra: str, timeout: float = 60)
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "amlops", "policy", "apply", "--org", org_url, "--project", "p",
                              "--repo", "r", "--build-pipeline", "ci", *extra], capture_output=True, text=True,
-                            timeout=timeout, preexec_fn=_capped, env=env)
+                            timeout=timeout, preexec_fn=hostile.cap_memory, env=env)
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 

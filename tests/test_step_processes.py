@@ -59,10 +59,15 @@ def tree_project(root: Path) -> Path:
         type: pipeline
         display_name: tree-pipeline
         experiment_name: tree
+        outputs:
+          out:
+            type: uri_folder
         jobs:
           tree:
             type: command
             component: ./step.yml
+            outputs:
+              out: ${{parent.outputs.out}}
         """))
     return root / "pipeline.yml"
 

@@ -1,15 +1,20 @@
 """One HTTP request with hard limits: a connect and read timeout, an overall deadline that a server
 dripping a byte at a time cannot stretch (a watchdog shuts the socket at the deadline), a bounded body,
-and no redirects (a redirect is returned as it is, so credentials never travel to another host)."""
+and no redirects (a redirect is returned as it is, so credentials never travel to another host).
+
+Proxies are honoured as urllib honours them (`http_proxy`, `https_proxy`, `no_proxy`; HTTPS through a
+CONNECT tunnel), except for loopback addresses, which are always reached directly."""
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import ssl
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from amlops.errors import AmlopsError
 
@@ -58,15 +63,12 @@ def request(method: str, url: str, body: bytes | None = None, headers: dict[str,
     check_url(url)
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout_s
-    connection_type = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    kwargs = {"context": ssl.create_default_context()} if parts.scheme == "https" else {}
-    connection = connection_type(parts.hostname, parts.port, timeout=min(connect_timeout_s, timeout_s), **kwargs)
+    connection, path, proxy_headers = _connection(parts, min(connect_timeout_s, timeout_s))
     watchdog = _Watchdog(connection, timeout_s)
     try:
         connection.connect()
         connection.sock.settimeout(max(0.001, min(timeout_s, deadline - time.monotonic())))
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        connection.request(method, path, body=body, headers=headers or {})
+        connection.request(method, path, body=body, headers={**(headers or {}), **proxy_headers})
         response = connection.getresponse()
         data = _read_bounded(response, max_body, url)
         return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
@@ -77,6 +79,40 @@ def request(method: str, url: str, body: bytes | None = None, headers: dict[str,
     finally:
         watchdog.cancel()
         connection.close()
+
+
+def _connection(parts, timeout_s: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
+    """The connection to open (to the server, or to the proxy for it), the request target to send and the
+    headers a plain-HTTP proxy needs."""
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    https = parts.scheme == "https"
+    proxy = _proxy(parts)
+    if proxy is None:
+        if https:
+            return http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout_s,
+                                               context=ssl.create_default_context()), path, {}
+        return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s), path, {}
+    proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    auth = {}
+    if proxy_parts.username:
+        pair = f"{unquote(proxy_parts.username)}:{unquote(proxy_parts.password or '')}".encode()
+        auth = {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode()}
+    if https:
+        connection = http.client.HTTPSConnection(proxy_parts.hostname, proxy_parts.port or 80, timeout=timeout_s,
+                                                 context=ssl.create_default_context())
+        connection.set_tunnel(parts.hostname, parts.port or 443, headers=auth)
+        return connection, path, {}
+    connection = http.client.HTTPConnection(proxy_parts.hostname, proxy_parts.port or 80, timeout=timeout_s)
+    return connection, parts.geturl(), auth
+
+
+def _proxy(parts) -> str | None:
+    host = parts.hostname or ""
+    if host == "localhost" or host.startswith("127.") or host == "::1":
+        return None
+    if urllib.request.proxy_bypass(f"{host}:{parts.port}" if parts.port else host):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 def _read_bounded(response: http.client.HTTPResponse, max_body: int, url: str) -> bytes:

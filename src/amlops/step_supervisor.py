@@ -24,34 +24,37 @@ EXIT_GRACE_S = 2.0  # for background processes left behind by a command that end
 
 
 def main(argv: list[str]) -> int:
-    import psutil
-
     grace_s, cwd, command = float(argv[0]), argv[1], argv[3:]
-    _become_subreaper()
+    subreaper = _become_subreaper()
     stop = threading.Event()
     threading.Thread(target=_watch_executor, args=(stop,), daemon=True).start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     step = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
-    seen: dict[int, psutil.Process] = {}
-    me = psutil.Process()
+    seen: dict = {}
     while not stop.is_set():
-        _remember(me, seen)
-        if step.poll() is not None:
-            _stop_all(me, seen, EXIT_GRACE_S)
-            return step.returncode if step.returncode >= 0 else 128 - step.returncode
-        stop.wait(POLL_S)
-    _stop_all(me, seen, grace_s)
+        if not subreaper:  # without a subreaper an orphan leaves the tree: remember everyone seen
+            _remember(seen)
+        try:
+            code = step.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
+        if not subreaper or _has_children():  # as subreaper, no child left means no descendant left
+            _stop_all(seen, EXIT_GRACE_S)
+        return code if code >= 0 else 128 - code
+    _stop_all(seen, grace_s)
     step.wait()
     return 128 + signal.SIGTERM
 
 
-def _become_subreaper() -> None:
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _become_subreaper() -> bool:
+    """On Linux, orphaned descendants are re-parented to us (and stay in our tree) instead of to init."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
 
-        PR_SET_CHILD_SUBREAPER = 36
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    PR_SET_CHILD_SUBREAPER = 36
+    return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def _watch_executor(stop: threading.Event) -> None:
@@ -64,17 +67,27 @@ def _watch_executor(stop: threading.Event) -> None:
     stop.set()
 
 
-def _remember(me, seen: dict) -> None:
-    for process in me.children(recursive=True):
+def _has_children() -> bool:
+    try:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True  # running children (pid 0), or one that just ended (reaped now)
+
+
+def _remember(seen: dict) -> None:
+    import psutil
+
+    for process in psutil.Process().children(recursive=True):
         seen.setdefault(process.pid, process)
 
 
-def _stop_all(me, seen: dict, grace_s: float) -> None:
+def _stop_all(seen: dict, grace_s: float) -> None:
     from amlops.processes import stop_tree
 
-    _remember(me, seen)
+    _remember(seen)
     stop_tree([p for p in seen.values() if p.is_running()], grace_s)
-    _remember(me, seen)  # anything forked while the first ones were stopping
+    _remember(seen)  # anything forked while the first ones were stopping
     stop_tree([p for p in seen.values() if p.is_running()], 0)
     _reap_orphans()
 

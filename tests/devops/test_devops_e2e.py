@@ -51,3 +51,50 @@ def test_four_tasks_in_sequence(agent: Agent, staged) -> None:
     key = deploy.outputs.get("scoringKey", "")
     if key:  # a secret output: masked wherever it could show
         assert all(not r.leaks(key) and key not in r.text() for r in runs.values())
+
+
+def test_kill_9_of_the_run_pipeline_task_mid_step_leaves_no_step_process(agent: Agent, staged) -> None:
+    """The agent killing AmlRunPipeline (node launcher, then Python, then each step's supervisor) with
+    SIGKILL mid-step: within 5 s no process of the step's tree (child, setsid'd grandchild, all ignoring
+    SIGTERM) is alive, the run is Failed, and the next run of the task succeeds."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    import psutil
+
+    from amlops import api
+    from amlops.workspace.local.workspace import LocalWorkspace
+    from test_step_processes import alive, step_pids, tree_project, wait_dead
+
+    if os.name == "nt":
+        pytest.skip("POSIX signals")
+    workspace = LocalWorkspace(agent.temp / "amlops-workspace")
+    pipeline = api.publish(workspace, tree_project(agent.sources / "tree"))
+    pids = agent.temp / "tree-pids.txt"
+    inputs = {"target": "local", "pipelineName": pipeline.name, "runEvaluation": "false", "modelName": "tree",
+              "modelOutput": "out", "metricsOutput": ""}
+    task = staged["AmlRunPipeline"]
+    env = agent.environment(task, inputs, extra={"TREE_PIDS": str(pids), "TREE_IGNORE_TERM": "1",
+                                                 "AMLOPS_STOP_GRACE_S": "2"})
+    node = subprocess.Popen([shutil.which("node") or "node", str(task / "launcher.js")], cwd=agent.sources, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    family = []
+    try:
+        family = step_pids(pids, timeout_s=600)  # the first run of the session installs the environment
+        node.send_signal(signal.SIGKILL)
+        node.wait(10)
+        assert wait_dead(family, 5) == [], "step processes outlived a kill -9 of the task"
+        run = LocalWorkspace(workspace.root).list_runs()[0]
+        assert run.status == "Failed" and {s.status for s in run.steps} == {"Canceled"}, run
+    finally:
+        for process in family:
+            if alive([process]):
+                process.kill()
+        if node.poll() is None:
+            node.kill()
+    pids.unlink()
+    again = agent.run(task, inputs, step="again", extra={"TREE_PIDS": str(pids), "TREE_SLEEP": "0"})
+    assert again.result == "Succeeded" and again.outputs["runStatus"] == "Completed", again.text()
+    assert all(not psutil.pid_exists(p.pid) or not alive([p]) for p in family)

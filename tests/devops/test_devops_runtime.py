@@ -109,3 +109,17 @@ def test_parse_parameters_and_expected_values() -> None:
     for bad in ("{}", "[true]", "[\"a\"]", "nope"):
         with pytest.raises(AmlopsError, match="JSON list of numbers"):
             tasks.parse_expected(bad)
+
+
+def test_a_variable_holding_a_secret_in_base64_or_form_encoding_is_scrubbed() -> None:
+    import base64
+    from urllib.parse import quote_plus
+
+    from amlops.devops import secrets
+
+    secret = "s3cret value/with+chars"
+    env = {"ENDPOINT_AUTH_PARAMETER_X_SERVICEPRINCIPALKEY": secret, "HTTP_BASIC": base64.b64encode(
+        f"me:{secret}".encode()).decode(), "FORM": "client_secret=" + quote_plus(secret), "HOME": "/home/me"}
+    removed = secrets.scrub(env, secrets.collect(env))
+    assert sorted(removed) == ["ENDPOINT_AUTH_PARAMETER_X_SERVICEPRINCIPALKEY", "FORM", "HTTP_BASIC"]
+    assert env == {"HOME": "/home/me"}

@@ -61,14 +61,21 @@ def test_model_not_found(agent: Agent, staged) -> None:
 
 
 class _Scorer(BaseHTTPRequestHandler):
-    """A scoring service: 0.25 for every row, or 401 echoing the Authorization header when `reject`."""
+    """A scoring service: 0.25 for every row, or 401 echoing the Authorization header when `reject` (form-encoded
+    and in base64 too when it is "encoded", as some gateways log it)."""
 
-    reject = False
+    reject: bool | str = False
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        import base64
+        from urllib.parse import quote_plus
+
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if _Scorer.reject:
-            status, answer = 401, {"error": f"bad credentials: {self.headers.get('Authorization')}"}
+        sent = self.headers.get("Authorization") or ""
+        if _Scorer.reject == "encoded":
+            status, answer = 401, {"form": quote_plus(sent), "b64": base64.b64encode(sent.encode()).decode()}
+        elif _Scorer.reject:
+            status, answer = 401, {"error": f"bad credentials: {sent}"}
         else:
             status, answer = 200, {"predictions": [0.25] * len(body["data"])}
         data = json.dumps(answer).encode()
@@ -149,3 +156,18 @@ def test_too_old_python_and_bad_python_path(agent: Agent, staged, tmp_path: Path
     assert_failed(run, "python3: Python 3.8.10 is too old")
     run = agent.run(staged["AmlSmokeTest"], local(scoringUri="http://x", pythonPath=str(tmp_path / "nope")))
     assert_failed(run, "the pythonPath input does not name a usable Python", "not found")
+
+
+def test_a_scoring_key_echoed_form_encoded_or_in_base64_never_appears(agent: Agent, staged, scorer: str) -> None:
+    import base64
+    from urllib.parse import quote_plus
+
+    _Scorer.reject = "encoded"
+    key = f"key with spaces/{uuid.uuid4().hex}"
+    run = agent.run(staged["AmlSmokeTest"], local(scoringUri=scorer, scoringKey=key, readinessTimeoutSeconds="10"))
+    assert_failed(run, "smoke test failed", "401")
+    output = (run.stdout + "\n" + run.stderr).splitlines()
+    shown = "\n".join([line for line in output if not line.startswith("##vso[task.setsecret]")] + run.summaries)
+    assert "401" in shown
+    for form in (key, quote_plus(key), base64.b64encode(f"Bearer {key}".encode()).decode()[12:-4], key[-32:]):
+        assert form not in shown, form

@@ -95,3 +95,26 @@ def test_complete_and_issue_validate_their_arguments() -> None:
         log.complete("Broken")
     with pytest.raises(ValueError):
         log.logissue("info", "x")
+
+
+@pytest.mark.parametrize("echo", [
+    lambda s: "client_secret=" + __import__("urllib.parse").parse.quote_plus(s) + "&grant_type=client_credentials",
+    lambda s: "client_secret=" + __import__("urllib.parse").parse.quote(s, safe=""),
+    lambda s: '{"error": "bad secret \\"' + __import__("json").dumps(s)[1:-1] + '\\""}',
+    lambda s: "Authorization: Basic " + __import__("base64").b64encode(f":{s}".encode()).decode(),
+    lambda s: "Authorization: Basic " + __import__("base64").b64encode(f"user:{s}".encode()).decode(),
+    lambda s: "token " + __import__("base64").urlsafe_b64encode(s.encode()).decode(),
+    lambda s: "raw " + s,
+], ids=["form_plus_for_space", "url_percent", "json_escaped", "basic_colon_pat", "basic_user_pat", "base64url", "raw"])
+def test_a_secret_echoed_by_a_server_in_any_encoding_is_masked(echo) -> None:
+    secret = 'Cl1ent secret/with+odd="chars"~0123456789'
+    out = io.StringIO()
+    log = vso.Log(out)
+    log.setsecret(secret)
+    log.info(f"the sign-in server said: {echo(secret)}")
+    line = out.getvalue().splitlines()[-1]
+    assert "***" in line, line
+    for fragment in (secret, "Cl1ent secret", "with+odd", "0123456789"):
+        assert fragment not in line
+    import base64
+    assert base64.b64encode(secret.encode()).decode()[8:-8] not in line

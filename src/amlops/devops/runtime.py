@@ -9,6 +9,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from amlops.devops.vso import Log, LogStream
 from amlops.errors import AmlopsError
 
 CACHE_VARIABLE = "AMLOPS_CACHE_DIR"
+OWNER_PIPE_VARIABLE = "AMLOPS_OWNER_PIPE"
 
 
 class TaskFailed(AmlopsError):
@@ -88,6 +90,7 @@ class TaskContext:
 
 def main(argv: list[str], stream=None, environ: MutableMapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
+    _die_with_launcher(environ)
     env = dict(environ)
     log = Log(stream if stream is not None else sys.stdout,
               debug=env.get("SYSTEM_DEBUG", "").lower() == "true")
@@ -107,6 +110,24 @@ def main(argv: list[str], stream=None, environ: MutableMapping[str, str] | None 
     _upload(log, summary, env, name)
     log.complete(result, message)
     return 0
+
+
+def _die_with_launcher(environ: MutableMapping[str, str]) -> None:
+    """Under the launcher, stdin is a pipe only the launcher holds: its end means the launcher was killed
+    (the agent canceling the job hard). Then exit at once; each step's supervisor sees this process go and
+    stops the step's whole process tree, and the run is marked Failed when the workspace is next opened."""
+    if environ.pop(OWNER_PIPE_VARIABLE, None) != "1":
+        return
+
+    def watch() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="launcher-watch").start()
 
 
 def _protect(log: Log, env: Mapping[str, str], environ: MutableMapping[str, str], name: str) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, MutableMapping
 
+from amlops.secret_masking import secret_forms
+
 # Authorization parameters that identify rather than authenticate (the agent does not mask these either).
 NON_SECRET_AUTH_PARAMETERS = frozenset({
     "TENANTID", "SERVICEPRINCIPALID", "AUTHENTICATIONTYPE", "SCOPE", "ROLE",
@@ -56,12 +58,13 @@ def _json_auth_secrets(text: str) -> list[str]:
 
 
 def scrub(env: MutableMapping[str, str], secrets: Iterable[str], secret_inputs: Iterable[str] = ()) -> list[str]:
-    """Remove secret-bearing variables from env (os.environ): by name, and any whose value holds a secret.
+    """Remove secret-bearing variables from env (os.environ): by name, and any whose value holds a secret in
+    any encoding amlops.secret_masking knows (raw, URL/form, JSON, base64).
 
     Returns the names removed (never the values).
     """
     input_vars = {input_variable(name) for name in secret_inputs}
-    values = [value for value in secrets if len(value) >= 8]
+    values = [form for value in secrets if len(value) >= 8 for form in secret_forms(value) if len(form) >= 8]
     removed = []
     for key in list(env):
         upper = key.upper()

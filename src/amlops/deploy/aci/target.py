@@ -397,12 +397,19 @@ def _lro_failure(poller: Any) -> str | None:
     return None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is the answer (its status), never followed: the key must not travel to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        return None
+
+
 def _probe(base: str, key: str | None, timeout_s: float = 10) -> int | None:
     """The HTTP status of the inference server's liveness route through the gateway (None: no answer)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     request = urllib.request.Request(f"{base}/", headers=headers, method="GET")
     try:  # a fresh opener reads the proxy variables now (urlopen's global one keeps the first it saw)
-        with urllib.request.build_opener().open(request, timeout=timeout_s) as response:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
