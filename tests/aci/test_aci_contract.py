@@ -299,3 +299,73 @@ def test_the_group_runs_the_real_inference_server_with_the_packaged_model(worksp
                             readiness_timeout_s=10)
     assert report.passed, report.text()
     assert "loaded" in stand_in.logs(), "score.py's init() must have loaded the packaged model"
+
+
+# -- the protection check after readiness -----------------------------------------------------------------
+class _Gateway:
+    """A stand-in gateway reached through http_proxy: 200 with any key; without one it drops the connection
+    (`unkeyed=None`, as a request lost on the way) or answers `unkeyed`."""
+
+    def __init__(self, unkeyed: int | None):
+        import http.server
+        import threading
+
+        self.unkeyed_requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if not self.headers.get("Authorization"):
+                    outer.unkeyed_requests += 1
+                    if unkeyed is None:
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                self.send_response(200 if self.headers.get("Authorization") else unkeyed)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def proxy(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def gateway_answering(monkeypatch):
+    made = []
+
+    def start(unkeyed):
+        gateway = _Gateway(unkeyed)
+        made.append(gateway)
+        monkeypatch.setenv("http_proxy", gateway.proxy)
+        monkeypatch.setattr(urllib.request, "_opener", None)
+        return gateway
+
+    yield start
+    for gateway in made:
+        gateway.server.shutdown()
+        gateway.server.server_close()
+
+
+def test_a_protection_probe_that_gets_no_answer_keeps_the_deployment(workspace, fake_arm, model, gateway_answering):
+    gateway = gateway_answering(None)
+    options = AciOptions(poll_interval_s=0.05, readiness_timeout_s=20, protection_check_s=0.5)
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, model, options=options)
+    assert "could not confirm that" in str(raised.value) and "is kept" in str(raised.value)
+    assert gateway.unkeyed_requests > 1, "the check must be retried until its deadline"
+    assert "driver-qa" in fake_arm.groups
+    assert not [path for method, path, _ in fake_arm.received if method == "DELETE"]
+
+
+def test_a_group_confirmed_to_serve_without_the_key_is_deleted(workspace, fake_arm, model, gateway_answering):
+    gateway_answering(200)
+    with pytest.raises(AmlopsError, match="answered HTTP 200 without the key.*was deleted"):
+        _deploy(workspace, model)
+    assert "driver-qa" not in fake_arm.groups

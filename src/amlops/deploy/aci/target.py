@@ -38,6 +38,7 @@ from amlops.workspace.entities import Deployment, ModelVersion
 
 READINESS_TIMEOUT_S = 1200.0  # pulling the inference image and installing requirements take minutes
 POLL_INTERVAL_S = 10.0
+PROTECTION_CHECK_S = 60.0  # how long a request without the key may go unanswered
 SAS_LIFETIME = timedelta(hours=2)
 CRASH_RESTARTS = 3
 LOG_TAIL_LINES = 40
@@ -60,6 +61,7 @@ class AciOptions:
     readiness_timeout_s: float = READINESS_TIMEOUT_S
     poll_interval_s: float = POLL_INTERVAL_S
     sas_lifetime: timedelta = SAS_LIFETIME
+    protection_check_s: float = PROTECTION_CHECK_S
 
 
 class _Secrets:
@@ -375,7 +377,7 @@ def _wait_ready(client: Any, resource_group: str, spec: GroupSpec, poller: Any, 
             last = state
         base = _base_uri(group, spec.tls)
         if group.provisioning_state == "Succeeded" and base and _probe(base, spec.key) == 200:
-            _check_protected(client, resource_group, group, base, spec, guard)
+            _check_protected(client, resource_group, group, base, spec, options, on_info)
             on_info(f"{spec.name} answers at {base}/score")
             return f"{base}/score"
         if time.monotonic() >= deadline:
@@ -411,15 +413,28 @@ def _probe(base: str, key: str | None, timeout_s: float = 10) -> int | None:
 
 
 def _check_protected(client: Any, resource_group: str, group: Any, base: str, spec: GroupSpec,
-                     guard: _Secrets) -> None:
+                     options: AciOptions, on_info: Callable[[str], None]) -> None:
+    """Delete the group only when it is confirmed to serve without the key (a 2xx); anything else is retried
+    until the deadline, and an unconfirmed check fails the deploy but keeps the (key-protected) group."""
     if spec.key is None:
         return
-    status = _probe(base, None)
-    if status != 401:
-        client.container_groups.begin_delete(resource_group, spec.name).result()
-        raise AmlopsError(f"{base} answered HTTP {status} without the key, so the gateway does not protect the "
-                          f"model; container group {spec.name} was deleted. Check the gateway image "
-                          f"({spec.gateway_image}) and deploy again")
+    deadline = time.monotonic() + options.protection_check_s
+    while True:
+        status = _probe(base, None)
+        if status == 401:
+            return
+        if status is not None and 200 <= status < 300:
+            client.container_groups.begin_delete(resource_group, spec.name).result()
+            raise AmlopsError(f"{base} answered HTTP {status} without the key, so the gateway does not protect the "
+                              f"model; container group {spec.name} was deleted. Check the gateway image "
+                              f"({spec.gateway_image}) and deploy again")
+        answer = f"HTTP {status}" if status is not None else "no answer"
+        if time.monotonic() >= deadline:
+            raise AmlopsError(f"could not confirm that {base} refuses requests without the key ({answer} for "
+                              f"{options.protection_check_s:g} s); container group {spec.name} is kept (it answered "
+                              "with the key). Check the network path to it and deploy again")
+        on_info(f"{spec.name}: a request without the key got {answer}; checking again")
+        time.sleep(min(options.poll_interval_s, max(0.0, deadline - time.monotonic())))
 
 
 def _failure(client: Any, resource_group: str, group: Any, problem: str, guard: _Secrets) -> AmlopsError:
