@@ -178,7 +178,7 @@ class StandIn:
     def proxy(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def run(self, body: dict) -> None:
+    def run(self, body: dict, clock: Any = None) -> None:
         try:
             self._run(body)
         except Exception as error:  # noqa: BLE001 - reported to the test, the fake keeps serving

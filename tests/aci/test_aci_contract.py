@@ -369,3 +369,59 @@ def test_a_group_confirmed_to_serve_without_the_key_is_deleted(workspace, fake_a
     with pytest.raises(AmlopsError, match="answered HTTP 200 without the key.*was deleted"):
         _deploy(workspace, model)
     assert "driver-qa" not in fake_arm.groups
+
+
+# -- what ACI cannot change in place --------------------------------------------------------------------------
+def _recreating_script(stand_in):
+    def script(name, body):
+        made = healthy_script(on_running=stand_in.run)
+        made.on_deleted = stand_in.stop
+        return made
+    return script
+
+
+def test_the_fake_refuses_an_in_place_change_of_memory_as_aci_does(workspace, fake_arm, model):
+    from azure.core.exceptions import HttpResponseError
+
+    from amlops.deploy.aci.group import GroupSpec, container_group
+
+    client = aci._aci_client(workspace)
+
+    spec = GroupSpec(name="g1", location="westeurope", model_name="m", model_version=1, package_sha256="0" * 64,
+                     entry_script="score.py", cpu_cores=1, memory_gb=1.5, dns_name_label="g1-label", tags={},
+                     package_url="https://a.blob.core.windows.net/c/p?sig=abc", key="k" * 43)
+    client.container_groups.begin_create_or_update("rg-ml", "g1", container_group(spec), polling_interval=0).result()
+    bigger = container_group(type(spec)(**{**spec.__dict__, "memory_gb": 3.0}))
+    with pytest.raises(HttpResponseError) as refused:
+        client.container_groups.begin_create_or_update("rg-ml", "g1", bigger)
+    assert refused.value.status_code == 409 and refused.value.error.code == "InvalidContainerGroupUpdate"
+    assert "you must delete it first" in refused.value.error.message
+    assert fake_arm.refused_updates == [("g1", ["inference.resources"])]
+    same = container_group(type(spec)(**{**spec.__dict__, "model_version": 2}))
+    client.container_groups.begin_create_or_update("rg-ml", "g1", same, polling_interval=0).result()  # in place
+
+
+def test_a_redeploy_with_more_memory_recreates_the_group_and_keeps_the_uri(workspace, fake_arm, stand_in, model):
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    bigger, messages = _deploy(workspace, model, memory_gb=3.0)
+    assert fake_arm.refused_updates == [], "the deployer must not try an in-place update ACI refuses"
+    methods = [method for method, path, _ in fake_arm.received if method in ("PUT", "DELETE")]
+    assert methods == ["PUT", "DELETE", "PUT"]
+    recreating = next(m for m in messages if m.startswith("recreating"))
+    assert "inference memory 1.5 -> 3 GB" in recreating and "scoring URI, is kept" in recreating
+    assert bigger.scoring_uri == first.scoring_uri
+    server = next(c for c in fake_arm.puts()[-1]["properties"]["containers"] if c["name"] == "inference")
+    assert server["properties"]["resources"]["requests"]["memoryInGB"] == 3.0
+    assert api.smoke_test(bigger.scoring_uri, request_file=REQUEST, key=bigger.key, count=1,
+                          readiness_timeout_s=5).passed
+
+
+def test_an_unregistered_provider_is_one_actionable_line(workspace, fake_arm, model):
+    fake_arm.registered = False
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, model)
+    message = str(raised.value)
+    assert "HTTP 409 MissingSubscriptionRegistration" in message
+    assert "az provider register --namespace Microsoft.ContainerInstance" in message
+    assert len(message.splitlines()) == 1 and fake_arm.groups == {}

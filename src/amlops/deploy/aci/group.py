@@ -162,3 +162,36 @@ def gateway_config_text(spec: GroupSpec, **addresses: Any) -> str:
 def _gateway_files(spec: GroupSpec) -> dict[str, str]:
     files = {gateway.CONFIG_FILE: gateway_config_text(spec).encode(), **spec.tls_files}
     return {name: base64.b64encode(data).decode() for name, data in files.items()}
+
+
+def recreate_reasons(existing: Any, new: Any) -> list[str]:
+    """What `new` changes of the `existing` group that ACI only sets when it creates a group (OS type, restart
+    policy, CPU, memory, ports, DNS label: a PUT changing them gets 409 InvalidContainerGroupUpdate)."""
+    reasons = []
+    for what, old_value, new_value in (("OS type", existing.os_type, new.os_type),
+                                       ("restart policy", existing.restart_policy or "Always", new.restart_policy),
+                                       ("public ports", _ports(existing.ip_address), _ports(new.ip_address)),
+                                       ("DNS name label", _label(existing.ip_address), _label(new.ip_address))):
+        if old_value != new_value:
+            reasons.append(f"{what} {old_value} -> {new_value}")
+    before = {c.name: c for c in existing.containers or []}
+    for container in new.containers:
+        old = before.get(container.name)
+        if old is None:
+            continue
+        old_requests, new_requests = old.resources.requests, container.resources.requests
+        if old_requests.cpu != new_requests.cpu:
+            reasons.append(f"{container.name} CPU {old_requests.cpu:g} -> {new_requests.cpu:g}")
+        if old_requests.memory_in_gb != new_requests.memory_in_gb:
+            reasons.append(f"{container.name} memory {old_requests.memory_in_gb:g} -> {new_requests.memory_in_gb:g} GB")
+        if _ports(old) != _ports(container):
+            reasons.append(f"{container.name} ports {_ports(old)} -> {_ports(container)}")
+    return reasons
+
+
+def _ports(owner: Any) -> list[int]:
+    return sorted(p.port for p in (owner.ports or [])) if owner is not None else []
+
+
+def _label(ip_address: Any) -> str | None:
+    return ip_address.dns_name_label if ip_address is not None else None

@@ -103,9 +103,11 @@ def deploy_aci(ws: Any, model: ModelVersion, name: str, scoring_folder: Path, en
         on_info(f"uploaded the package of {model.ref} and {scoring_folder.name}/ ({package.size} bytes, "
                 f"sha256 {package.sha256[:12]})")
         spec = _with_secrets(spec, storage, blob, auth_enabled, options)
+    guard = _Secrets(spec.key, spec.package_url)
+    if existing is not None and _recreate(client, ws.resource_group, existing, spec, guard, on_info):
+        existing = None
     on_info(f"{'replacing' if existing is not None else 'creating'} container group {name} in "
             f"{ws.resource_group} ({spec.location}): {model.ref}, {cpu_cores:g} CPU, {memory_gb:g} GB")
-    guard = _Secrets(spec.key, spec.package_url)
     poller = _begin_put(client, ws.resource_group, spec, options, guard)
     uri = _wait_ready(client, ws.resource_group, spec, poller, options, guard, on_info)
     return Deployment(name=name, model_name=model.name, model_version=model.version, scoring_uri=uri,
@@ -118,6 +120,20 @@ def _existing_group(client: Any, resource_group: str, name: str) -> Any | None:
         raise AmlopsError(f"container group {name} in {resource_group} was not made by amlops; choose another "
                           "deployment name, or delete that group first")
     return existing
+
+
+def _recreate(client: Any, resource_group: str, existing: Any, spec: GroupSpec, guard: _Secrets,
+              on_info: Callable[[str], None]) -> bool:
+    """Delete the existing group when the new one changes what ACI cannot update in place; True if deleted."""
+    reasons = aci_group.recreate_reasons(existing, aci_group.container_group(spec))
+    if not reasons:
+        return False
+    on_info(f"recreating container group {spec.name}: {'; '.join(reasons)} (ACI sets these only when it creates a "
+            f"group). Deleting it first; the DNS name label {spec.dns_name_label}, hence the scoring URI, is kept, "
+            "and the deployment does not answer until the new group is ready")
+    with _arm_errors(f"delete container group {spec.name}", guard):
+        client.container_groups.begin_delete(resource_group, spec.name).result()
+    return True
 
 
 def _with_secrets(spec: GroupSpec, storage: DeploymentStorage, blob: str, auth_enabled: bool,
@@ -266,6 +282,10 @@ class _arm_errors:
                  403: "give the pipeline's identity the Contributor role on the resource group "
                       "(Microsoft.ContainerInstance/containerGroups/*)"}
         hint = hints.get(error.status_code or 0, "fix the cause and deploy again")
+        if code == "MissingSubscriptionRegistration":
+            hint = ("register the resource provider once per subscription: az provider register --namespace "
+                    "Microsoft.ContainerInstance (environment_setup/iac-pipeline.yml does it; it needs the "
+                    "Microsoft.ContainerInstance/register/action permission, e.g. Contributor on the subscription)")
         raise AmlopsError(self.guard.scrub(f"Azure refused to {self.action}: HTTP {error.status_code} {code}: "
                                            f"{message}; {hint}")) from None
 
