@@ -13,6 +13,11 @@ tell:
   ARM's 409 MissingSubscriptionRegistration);
 * a PUT on an existing group may not change what ACI can only set at creation (OS type, restart policy, CPU,
   memory, GPU, ports, IP address, DNS label): 409 InvalidContainerGroupUpdate, as the service answers;
+* images must be pullable: one from a private registry needs an imageRegistryCredentials entry for its server
+  with a password or one of the group's own identities (else 400 InaccessibleImage), and anonymous Docker Hub
+  pulls hit its rate limit (409 RegistryErrorResponse, Azure/azure-cli#29300; `docker_hub_limited`);
+* a user-assigned identity named in the group must exist (`resources`, which GET also serves: the workspace's
+  registry, key vault and identity as ARM returns them);
 * a valid PUT answers 201 (200 when replacing) with provisioningState Pending and an
   `Azure-AsyncOperation` header; the operation and the group's instance view then follow the group's
   `Script` one step per GET, like a host pulling images and starting containers;
@@ -66,6 +71,13 @@ NOT_REGISTERED = (409, "MissingSubscriptionRegistration",
 # ACI refuses these changes on an existing group (https://learn.microsoft.com/azure/container-instances/
 # container-instances-update#properties-that-require-container-delete); the service's answer, code and message
 # as reported in MicrosoftDocs/azure-docs#38067 and #37604 (a changed DNS label gets it too); ports: issue 14.
+# https://learn.microsoft.com/azure/container-instances/container-instances-troubleshooting ("Unable to pull
+# image"); the Docker Hub answer as reported in Azure/azure-cli#29300.
+INACCESSIBLE_IMAGE = (400, "InaccessibleImage", "The image '{image}' in container group '{name}' is not accessible. "
+                      "Please check the image and registry credential.")
+DOCKER_HUB_LIMIT = (409, "RegistryErrorResponse", "An error response is received from the docker registry "
+                    "'index.docker.io'. Please retry later.")
+PUBLIC_REGISTRIES = {"mcr.microsoft.com"}
 IMMUTABLE_UPDATE = (409, "InvalidContainerGroupUpdate",
                     "The updates on container group '{name}' are invalid. If you are going to update the os type, "
                     "restart policy, network profile, CPU, memory or GPU resources for a container group, you must "
@@ -109,12 +121,9 @@ def healthy_script(on_running: Callable[[dict, datetime], None] | None = None,
                    logs: dict | None = None) -> Script:
     waiting = container_state("Waiting", detail="ContainerCreating")
     return Script([
-        Step("Pending", "Pending", {"fetch-package": waiting, "inference": waiting, "gateway": waiting},
-             [_event("Pulling", "pulling image")]),
-        Step("Creating", "Pending", {"fetch-package": container_state("Running"), "inference": waiting,
-                                     "gateway": waiting}),
-        Step("Succeeded", "Running", {"fetch-package": container_state("Terminated", 0, detail="Completed"),
-                                      "inference": container_state("Running"), "gateway": container_state("Running")},
+        Step("Pending", "Pending", {"inference": waiting, "gateway": waiting}, [_event("Pulling", "pulling image")]),
+        Step("Creating", "Pending", {"inference": container_state("Running"), "gateway": waiting}),
+        Step("Succeeded", "Running", {"inference": container_state("Running"), "gateway": container_state("Running")},
              [_event("Started", "Started container")]),
     ], logs or {}, on_running)
 
@@ -236,6 +245,34 @@ def immutable_changes(stored: dict, new: dict) -> list[str]:
     return changes
 
 
+def image_registry(image: str) -> str:
+    first = image.split("/", 1)[0]
+    return first.lower() if "/" in image and ("." in first or ":" in first) else "docker.io"
+
+
+def pull_problem(name: str, body: dict, docker_hub_limited: bool) -> tuple[int, str, str] | None:
+    """Why ACI could not pull one of the group's images, as the service's (status, code, message)."""
+    props = body["properties"]
+    identities = {i.lower() for i in ((body.get("identity") or {}).get("userAssignedIdentities") or {})}
+    credentials = {c["server"].lower(): c for c in props.get("imageRegistryCredentials", [])}
+    for container in props["containers"] + props.get("initContainers", []):
+        image = container["properties"]["image"]
+        registry = image_registry(image)
+        credential = credentials.get(registry)
+        if registry in PUBLIC_REGISTRIES:
+            continue
+        if registry == "docker.io" and credential is None:
+            if docker_hub_limited:
+                return DOCKER_HUB_LIMIT
+            continue
+        usable = credential is not None and (credential.get("password") or
+                                             (credential.get("identity") or "").lower() in identities)
+        if not usable:
+            status, code, message = INACCESSIBLE_IMAGE
+            return status, code, message.format(image=image, name=name)
+    return None
+
+
 # -- the server -----------------------------------------------------------------------------------------------
 @dataclass
 class Group:
@@ -257,8 +294,11 @@ class FakeArm:
         self.received: list[tuple[str, str, Any]] = []
         self.invalid_bodies: list[tuple[dict, list[str]]] = []
         self.refused_updates: list[tuple[str, list[str]]] = []
+        self.refused_puts: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
         self.registered = True  # the subscription has registered Microsoft.ContainerInstance
+        self.docker_hub_limited = True  # anonymous Docker Hub pulls are over the rate limit
+        self.resources: dict[str, dict] = {}  # other ARM resources by lower-case id (GET only)
         self.clock = datetime.now(timezone.utc)  # the hosts' clock; restart() moves it on
         self.script_for: Callable[[str, dict], Script] = lambda name, body: healthy_script()
         self.lock = threading.RLock()
@@ -303,6 +343,8 @@ class FakeArm:
                 group.script.on_running(copy.deepcopy(group.body), self.clock)
 
     def handle(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any, dict]:
+        if method == "GET" and path.lower() in self.resources and query.get("api-version"):
+            return 200, self.resources[path.lower()], {}
         if query.get("api-version") != [API_VERSION]:
             return 400, _error("InvalidApiVersionParameter", f"api-version must be {API_VERSION}"), {}
         if not self.registered and NAMESPACE.lower() in path.lower():
@@ -328,6 +370,11 @@ class FakeArm:
         if problems:
             self.invalid_bodies.append((body, problems))
             return 400, _error("InvalidRequestContent", "; ".join(problems[:5])), {}
+        refused = self._refused(name, body)
+        if refused:
+            status, code, message = refused
+            self.refused_puts.append((name, code))
+            return status, _error(code, message), {}
         with self.lock:
             changed = immutable_changes(self.groups[name].body, body) if name in self.groups else []
             if changed:
@@ -345,6 +392,21 @@ class FakeArm:
                    f"Microsoft.ContainerInstance/locations/{location}/operations/{operation}?api-version={API_VERSION}",
                    "Retry-After": "0"}
         return (200 if previous else 201), self._view(group, advance=False), headers
+
+    def _refused(self, name: str, body: dict) -> tuple[int, str, str] | None:
+        for identity in (body.get("identity") or {}).get("userAssignedIdentities") or {}:
+            if identity.lower() not in self.resources:
+                # ARM refuses a group naming a missing identity; the code is this fake's (the deployer reads the line)
+                return 400, "InvalidIdentity", f"The user assigned identity '{identity}' does not exist."
+        return pull_problem(name, body, self.docker_hub_limited)
+
+    def add_resource(self, resource_id: str, properties: dict, **extra: Any) -> dict:
+        parts = resource_id.strip("/").split("/")
+        provider, kind = parts[5], "/".join(parts[6::2])
+        resource = {"id": resource_id, "name": resource_id.rsplit("/", 1)[-1], "type": f"{provider}/{kind}",
+                    "location": "westeurope", "properties": properties, **extra}
+        self.resources[resource_id.lower()] = resource
+        return resource
 
     def _get(self, name: str, body: Any) -> tuple[int, Any, dict]:
         group = self.groups.get(name)

@@ -7,7 +7,6 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
 
 import pytest
 
@@ -15,7 +14,7 @@ from amlops import api
 from amlops.deploy.aci import target as aci
 from amlops.deploy.aci.target import AciOptions, deploy_aci, delete_aci, get_aci, list_aci
 from amlops.errors import AmlopsError, NotFoundError
-from aci_support import SCORING, _env
+from aci_support import SCORING, _env, group_spec
 from fake_arm import BodyChecker, Script, Step, container_state, healthy_script, load_swagger
 
 FAST = AciOptions(poll_interval_s=0.05, readiness_timeout_s=20)
@@ -23,11 +22,20 @@ REQUEST = SCORING / "sample-request.json"
 
 
 def _secrets_of(body: dict) -> list[str]:
+    """The secrets a body carries: secure values and the gateway configuration (it holds the key)."""
     props = body["properties"]
-    values = [e["secureValue"] for c in props["initContainers"] + props["containers"]
+    values = [e["secureValue"] for c in props.get("initContainers", []) + props["containers"]
               for e in c["properties"].get("environmentVariables", []) if "secureValue" in e]
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(values[0]).query)
-    return values + query["sig"]
+    key = json.dumps(_gateway_key(body))
+    return values + ([key.strip('"')] if key != "null" else [])
+
+
+def _gateway_key(body: dict) -> str | None:
+    secret = next(v["secret"] for v in body["properties"]["volumes"] if "secret" in v)
+    config = json.loads(base64.b64decode(secret["caddy.json"]))
+    routes = config["apps"]["http"]["servers"]["gateway"]["routes"]
+    header = routes[0].get("match", [{}])[0].get("header", {}).get("Authorization")
+    return header[0].removeprefix("Bearer ") if header else None
 
 
 def _assert_no_secret(texts: list[str], secrets: list[str]) -> None:
@@ -63,22 +71,27 @@ def test_a_deploy_puts_a_spec_valid_group_and_serves_behind_the_key(workspace, f
     server = next(c for c in props["containers"] if c["name"] == "inference")["properties"]
     assert server["image"] == "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
     assert server["resources"]["requests"] == {"cpu": 1.0, "memoryInGB": 1.5}
-    assert _env(server) == {"AML_APP_ROOT": "/var/azureml-app", "AZUREML_ENTRY_SCRIPT": "score.py",
-                            "AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/driver/3",
-                            "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt"}
+    env = _env(server)
+    assert {k: env[k] for k in ("AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR",
+                                "AZUREML_EXTRA_REQUIREMENTS_TXT", "AMLOPS_START")} == {
+        "AML_APP_ROOT": "/var/azureml-app", "AZUREML_ENTRY_SCRIPT": "score.py",
+        "AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/driver/3",
+        "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt", "AMLOPS_START": "runsvdir /var/runit"}
+    assert server["command"][:2] == ["python", "-c"] and "initContainers" not in props
     assert "ports" not in server, "the inference server must only be reachable through the gateway"
+    identity = fake_arm.puts()[0]["identity"]
+    [identity_id] = identity["userAssignedIdentities"]
+    assert identity["type"] == "UserAssigned" and identity_id.endswith("/userAssignedIdentities/mlw-aci")
+    assert env["AMLOPS_IDENTITY_CLIENT_ID"] == "5b0e8a51-0c8e-4f0e-9d1e-0000000000c1"
+    assert props["imageRegistryCredentials"] == [{"server": "acrmlw.azurecr.io", "identity": identity_id}]
+    assert not any("secureValue" in e for e in server["environmentVariables"]), "nothing secret, nothing expiring"
+    assert "?" not in env["AMLOPS_PACKAGE_URL"], "the package is read with the identity's token, not a SAS"
     tags = body["tags"]
     assert tags["amlops-model"] == "driver" and tags["amlops-model-version"] == "3"
     assert tags["amlops-run-id"] == "run-42" and tags["amlops-workspace"] == "mlw"
 
-    init_env = props["initContainers"][0]["properties"]["environmentVariables"]
-    url = next(e for e in init_env if e["name"] == "AMLOPS_PACKAGE_URL")
-    assert set(url) == {"name", "secureValue"}, "the SAS URL must travel as a secure value"
-    sas = urllib.parse.parse_qs(urllib.parse.urlsplit(url["secureValue"]).query)
-    assert sas["sp"] == ["r"] and sas["spr"] == ["https"] and "skoid" in sas, "read-only user-delegation SAS"
-    lifetime = datetime.fromisoformat(sas["se"][0].replace("Z", "+00:00")) - datetime.now(timezone.utc)
-    assert 0 < lifetime.total_seconds() <= 2 * 3600 + 60
-    assert "unpacked" in stand_in.init_output
+    assert "amlops-fetch: unpacked" in stand_in.logs()
+    assert [r["client_id"] for r in stand_in.endpoint.requests] == ["5b0e8a51-0c8e-4f0e-9d1e-0000000000c1"]
     assert (stand_in.app_root / "azureml-models" / "driver" / "3" / "model.txt").is_file()
     assert (stand_in.app_root / "score.py").is_file()
 
@@ -92,7 +105,7 @@ def test_a_deploy_puts_a_spec_valid_group_and_serves_behind_the_key(workspace, f
     captured = capsys.readouterr()
     _assert_no_secret([captured.out, captured.err, caplog.text, "\n".join(messages), repr(deployment),
                        json.dumps(fake_arm.groups["driver-qa"].body["tags"]), stand_in.logs(),
-                       stand_in.init_output], [deployment.key, *_secrets_of(body)])
+                       json.dumps(fake_arm.received[-1])], [deployment.key, *_secrets_of(body)])
 
 
 def test_api_deploy_reaches_the_aci_target_with_the_task_inputs(workspace, fake_arm, stand_in, model, monkeypatch):
@@ -108,24 +121,6 @@ def test_api_deploy_reaches_the_aci_target_with_the_task_inputs(workspace, fake_
     assert server["properties"]["resources"]["requests"] == {"cpu": 2.0, "memoryInGB": 3.5}
     assert api.smoke_test(deployment.scoring_uri, request_file=REQUEST, key=deployment.key, count=1,
                           readiness_timeout_s=5).passed
-
-
-def test_the_sas_reads_only_the_package(workspace, fake_arm, stand_in, model, tls_pair):
-    import ssl
-
-    fake_arm.script_for = lambda name, body: healthy_script(on_running=stand_in.run)
-    _deploy(workspace, model)
-    url = next(e["secureValue"] for e in fake_arm.puts()[0]["properties"]["initContainers"][0]["properties"]
-               ["environmentVariables"] if e["name"] == "AMLOPS_PACKAGE_URL")
-    context = ssl.create_default_context(cafile=str(tls_pair[0]))
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
-    with pytest.raises(urllib.error.HTTPError) as write:
-        opener.open(urllib.request.Request(url, data=b"x", method="PUT", headers={"x-ms-blob-type": "BlockBlob"}))
-    assert write.value.code == 403
-    key_blob = url.split("/packages/")[0] + "/scoring-key?" + url.split("?", 1)[1]
-    with pytest.raises(urllib.error.HTTPError) as other:
-        opener.open(key_blob)
-    assert other.value.code == 403, "the SAS must not open the stored key"
 
 
 def test_redeploy_is_a_no_op_unless_forced_and_a_new_version_replaces(workspace, fake_arm, stand_in, model):
@@ -170,8 +165,7 @@ def workspace_blobs(workspace, prefix):
 
 
 def crash_loop(logs: dict) -> Script:
-    ok = container_state("Terminated", 0, detail="Completed")
-    steps = [Step("Succeeded", "Running", {"fetch-package": ok, "gateway": container_state("Running"),
+    steps = [Step("Succeeded", "Running", {"gateway": container_state("Running"),
                                            "inference": container_state("Terminated", 1, restarts=n,
                                                                         previous_exit=1 if n else None)},
                   [{"count": n + 1, "name": "BackOff", "message": "Back-off restarting failed container",
@@ -182,15 +176,15 @@ def crash_loop(logs: dict) -> Script:
 def test_a_group_that_never_becomes_ready_fails_with_its_logs_and_no_secret(workspace, fake_arm, model, capsys,
                                                                             caplog):
     caplog.set_level(logging.DEBUG)
-    logs = {"inference": "Starting the inference server\nTraceback (most recent call last):\n"
-                         "RuntimeError: no model here\n",
-            "fetch-package": "amlops-init: unpacked 5 files (sha256 0123456789ab) into /var/azureml-app\n"}
+    logs = {"inference": "amlops-fetch: unpacked 5 files (sha256 0123456789ab) into /var/azureml-app\n"
+                         "Starting the inference server\nTraceback (most recent call last):\n"
+                         "RuntimeError: no model here\n"}
     fake_arm.script_for = lambda name, body: crash_loop(logs)
     with pytest.raises(AmlopsError) as raised:
         _deploy(workspace, model)
     message = str(raised.value)
     assert "keeps exiting (code 1, 3 restarts)" in message.splitlines()[0]
-    assert "RuntimeError: no model here" in message and "amlops-init: unpacked" in message
+    assert "RuntimeError: no model here" in message and "amlops-fetch: unpacked" in message
     assert "Back-off restarting failed container" in message
     captured = capsys.readouterr()
     _assert_no_secret([message, captured.out, captured.err, caplog.text], _secrets_of(fake_arm.puts()[0]))
@@ -263,11 +257,9 @@ def test_the_generated_body_passes_the_plain_schema_validator(model):
     import jsonschema
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
-    from amlops.deploy.aci.group import GroupSpec, container_group
+    from amlops.deploy.aci.group import container_group
 
-    spec = GroupSpec(name="g1", location="westeurope", model_name="m", model_version=1, package_sha256="0" * 64,
-                     entry_script="score.py", cpu_cores=1, memory_gb=1.5, dns_name_label="g1-label", tags={"a": "b"},
-                     package_url="https://a.blob.core.windows.net/c/p?sig=abc", key="k" * 43)
+    spec = group_spec()
     client = ContainerInstanceManagementClient(credential=object(), subscription_id="s")
     body = client._serialize.body(container_group(spec), "ContainerGroup")
     definitions = load_swagger()["definitions"]
@@ -275,7 +267,7 @@ def test_the_generated_body_passes_the_plain_schema_validator(model):
     assert BodyChecker(load_swagger()).problems("g1", body) == []
     secret = body["properties"]["volumes"][1]["secret"]["caddy.json"]
     assert "k" * 43 in base64.b64decode(secret).decode(), "the gateway config (with the key) is the secret volume"
-    assert "k" * 43 not in repr(spec) and "sig=abc" not in repr(spec)
+    assert "k" * 43 not in repr(spec)
 
 
 def test_scrub_removes_keys_and_sas_parts():
@@ -383,13 +375,10 @@ def _recreating_script(stand_in):
 def test_the_fake_refuses_an_in_place_change_of_memory_as_aci_does(workspace, fake_arm, model):
     from azure.core.exceptions import HttpResponseError
 
-    from amlops.deploy.aci.group import GroupSpec, container_group
+    from amlops.deploy.aci.group import container_group
 
     client = aci._aci_client(workspace)
-
-    spec = GroupSpec(name="g1", location="westeurope", model_name="m", model_version=1, package_sha256="0" * 64,
-                     entry_script="score.py", cpu_cores=1, memory_gb=1.5, dns_name_label="g1-label", tags={},
-                     package_url="https://a.blob.core.windows.net/c/p?sig=abc", key="k" * 43)
+    spec = group_spec()
     client.container_groups.begin_create_or_update("rg-ml", "g1", container_group(spec), polling_interval=0).result()
     bigger = container_group(type(spec)(**{**spec.__dict__, "memory_gb": 3.0}))
     with pytest.raises(HttpResponseError) as refused:

@@ -3,11 +3,11 @@
 * the package: one deterministic tar.gz holding the scoring folder at its root and the registered model
   under `azureml-models/<name>/<version>/`, the layout of /var/azureml-app in an Azure ML inference
   container; named by its content hash, so an unchanged package is uploaded once;
-* a short-lived, read-only user-delegation SAS URL for that one blob, which the init container uses;
-* the scoring key, so that a redeploy that changes nothing can hand the pipeline the key again.
+* nothing else: the group reads the package with its own identity (Storage Blob Data Reader on the
+  container), so no SAS is signed, and the scoring key lives in the key vault (aci.keys), never here.
 
 Everything lives in the container `amlops-deployments` under `<deployment>/`. The identity needs the
-"Storage Blob Data Contributor" role on the account (it includes getting a user delegation key).
+"Storage Blob Data Contributor" role on the account.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,7 +23,6 @@ from amlops.errors import AmlopsError
 
 CONTAINER = "amlops-deployments"
 MODELS_FOLDER = "azureml-models"
-CLOCK_SKEW = timedelta(minutes=5)
 _IGNORED = {"__pycache__", ".git", ".ipynb_checkpoints"}
 
 
@@ -97,38 +95,13 @@ class DeploymentStorage:
                     pass
         return name
 
-    def read_url(self, blob_name: str, lifetime: timedelta) -> str:
-        """An https URL that can read this one blob until `lifetime` from now, signed with a user delegation key."""
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-        now = datetime.now(timezone.utc)
-        start, expiry = now - CLOCK_SKEW, now + lifetime
-        with self._translated("get a user delegation key"):
-            delegation_key = self.service.get_user_delegation_key(start, expiry)
-        sas = generate_blob_sas(self.account, CONTAINER, blob_name, user_delegation_key=delegation_key,
-                                permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
-                                protocol="https")
+    def blob_url(self, blob_name: str) -> str:
+        """The blob's https URL, without any SAS: the deployment's identity opens it with a token."""
         url = self.service.get_blob_client(CONTAINER, blob_name).url
         if not url.startswith("https://"):
-            raise AmlopsError(f"the storage endpoint of account {self.account} is not https; a SAS is only ever "
-                              "sent over https")
-        return f"{url}?{sas}"
-
-    def save_key(self, deployment: str, key: str) -> None:
-        with self._translated("store the scoring key"):
-            self._ensure_container()
-            self.service.get_blob_client(CONTAINER, f"{deployment}/scoring-key").upload_blob(
-                key.encode(), overwrite=True)
-
-    def load_key(self, deployment: str) -> str | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            with self._translated("read the scoring key"):
-                data = self.service.get_blob_client(CONTAINER, f"{deployment}/scoring-key").download_blob().readall()
-        except ResourceNotFoundError:
-            return None
-        return data.decode()
+            raise AmlopsError(f"the storage endpoint of account {self.account} is not https; tokens only travel "
+                              "over https")
+        return url
 
     def delete(self, deployment: str) -> int:
         """Remove every blob of the deployment; returns how many."""
