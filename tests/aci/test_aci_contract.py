@@ -414,3 +414,175 @@ def test_an_unregistered_provider_is_one_actionable_line(workspace, fake_arm, mo
     assert "HTTP 409 MissingSubscriptionRegistration" in message
     assert "az provider register --namespace Microsoft.ContainerInstance" in message
     assert len(message.splitlines()) == 1 and fake_arm.groups == {}
+
+
+# -- images: mcr.microsoft.com or the workspace's registry only -------------------------------------------------
+def _images(body: dict) -> list[str]:
+    props = body["properties"]
+    return [c["properties"]["image"] for c in props["containers"] + props.get("initContainers", [])]
+
+
+def test_every_image_of_the_body_is_from_mcr_or_the_workspace_registry(workspace, fake_arm, stand_in, model):
+    fake_arm.script_for = lambda name, body: healthy_script(on_running=stand_in.run)
+    _deploy(workspace, model)
+    [body] = fake_arm.puts()
+    hosts = {image.split("/", 1)[0] for image in _images(body)}
+    assert hosts == {"mcr.microsoft.com", "acrmlw.azurecr.io"}
+    assert "acrmlw.azurecr.io/amlops/caddy:2" in _images(body)
+    assert not any("docker.io" in image or image.split("/", 1)[0].count(".") == 0 for image in _images(body))
+    [credential] = body["properties"]["imageRegistryCredentials"]
+    assert credential["server"] == "acrmlw.azurecr.io" and "password" not in credential
+    assert credential["identity"] in body["identity"]["userAssignedIdentities"]
+
+
+def test_the_fake_refuses_images_aci_could_not_pull(workspace, fake_arm, model):
+    from fake_arm import pull_problem
+
+    from amlops.deploy.aci.group import container_group
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    serialize = ContainerInstanceManagementClient(credential=object(), subscription_id="s")._serialize.body
+    body = serialize(container_group(group_spec()), "ContainerGroup")
+    assert pull_problem("g1", body, docker_hub_limited=True) is None
+    hub = serialize(container_group(group_spec(gateway_image="caddy:2")), "ContainerGroup")
+    assert pull_problem("g1", hub, docker_hub_limited=True)[:2] == (409, "RegistryErrorResponse")
+    other = serialize(container_group(group_spec(gateway_image="other.azurecr.io/caddy:2")), "ContainerGroup")
+    assert pull_problem("g1", other, docker_hub_limited=True)[:2] == (400, "InaccessibleImage")
+    anonymous = json.loads(json.dumps(body))
+    del anonymous["properties"]["imageRegistryCredentials"]
+    assert pull_problem("g1", anonymous, docker_hub_limited=True)[:2] == (400, "InaccessibleImage")
+
+
+def test_an_image_from_docker_hub_is_refused_before_anything_is_created(workspace, fake_arm, model):
+    with pytest.raises(AmlopsError, match=r"image docker.io/library/caddy:2 is not from mcr.microsoft.com or the "
+                                          r"workspace's registry acrmlw.azurecr.io; import it there \(az acr import"):
+        _deploy(workspace, model, options=AciOptions(gateway_image="docker.io/library/caddy:2"))
+    assert fake_arm.puts() == []
+
+
+# -- restarts: nothing in the definition expires ------------------------------------------------------------------
+def test_a_restart_seven_days_later_serves(workspace, fake_arm, stand_in, model):
+    from datetime import timedelta
+
+    fake_arm.script_for = _recreating_script(stand_in)
+    deployment, _ = _deploy(workspace, model)
+    deployed_at = fake_arm.clock
+    fake_arm.restart("driver-qa", after=timedelta(days=7))
+
+    assert stand_in.errors == [] and stand_in.runs[-1] - deployed_at == timedelta(days=7)
+    assert len(stand_in.endpoint.requests) == 2, "the restarted container asked the identity for a new token"
+    assert stand_in.logs().count("amlops-fetch: unpacked") == 2
+    report = api.smoke_test(deployment.scoring_uri, request_file=REQUEST, key=deployment.key, count=2,
+                            readiness_timeout_s=10)
+    assert report.passed, report.text()
+
+
+def test_a_restart_runs_the_definition_as_stored_at_the_later_clock(workspace, fake_arm, model):
+    from datetime import timedelta
+
+    seen = []
+    fake_arm.script_for = lambda name, body: healthy_script(on_running=lambda b, clock: seen.append((b, clock)))
+    fake_arm.groups.clear()
+    client = aci._aci_client(workspace)
+    from amlops.deploy.aci.group import container_group
+
+    client.container_groups.begin_create_or_update("rg-ml", "g1", container_group(group_spec()),
+                                                   polling_interval=0).result()
+    client.container_groups.get("rg-ml", "g1")
+    fake_arm.restart("g1", after=timedelta(days=7))
+    (first, first_clock), (again, again_clock) = seen
+    assert again == first == fake_arm.puts()[0], "a restart never asks the deployer: the stored body, secrets included"
+    assert again_clock - first_clock == timedelta(days=7)
+
+
+def test_init_containers_get_no_managed_identity(workspace, fake_arm, stand_in, model):
+    """ACI gives init containers no managed identity (container-instances-init-container, "Things to know"):
+    the package fetch in an init container could not get a token."""
+    from amlops.deploy.aci.group import FETCH_SCRIPT
+
+    body = {"identity": {"userAssignedIdentities": {k: {} for k in stand_in.identities}},
+            "properties": {"initContainers": [{"name": "fetch", "properties": {
+                "image": "mcr.microsoft.com/x", "command": ["python", "-c", FETCH_SCRIPT],
+                "environmentVariables": [{"name": k, "value": v} for k, v in {
+                    "AMLOPS_PACKAGE_URL": "https://127.0.0.1:9/x", "AMLOPS_PACKAGE_SHA256": "0" * 64,
+                    "AMLOPS_PACKAGE_SIZE": "1", "AMLOPS_IDENTITY_CLIENT_ID": "5b0e8a51-0c8e-4f0e-9d1e-0000000000c1",
+                    "AMLOPS_TOKEN_RESOURCE": "https://storage.azure.com/", "AMLOPS_START": "true"}.items()]}}],
+                "containers": []}}
+    stand_in.run(body)
+    assert "could not get a token of the deployment's managed identity" in stand_in.init_output
+    assert stand_in.endpoint.requests == []
+
+
+def test_the_identity_endpoint_answers_only_for_the_groups_identity(stand_in):
+    assert stand_in.endpoint.answer(None, {"api-version": "2018-02-01", "resource": "r", "client_id": "c"})[0] == 400
+    stand_in.endpoint.client_ids = {"c": "p"}
+    assert stand_in.endpoint.answer("true", {"api-version": "2018-02-01", "resource": "r", "client_id": "x"})[0] == 400
+    assert stand_in.endpoint.answer("true", {"api-version": "2018-02-01", "resource": "r", "client_id": "c"})[0] == 200
+
+
+# -- the key: in the key vault only ----------------------------------------------------------------------------
+def _all_blob_bytes(workspace) -> list[bytes]:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(workspace.blob_endpoint, credential=workspace.credential, **workspace.client_kwargs)
+    found = []
+    for container in service.list_containers():
+        client = service.get_container_client(container.name)
+        found += [client.download_blob(blob.name).readall() for blob in client.list_blobs()]
+    return found
+
+
+def _unpacked(data: bytes) -> bytes:
+    import gzip
+
+    try:
+        return data + gzip.decompress(data)
+    except OSError:
+        return data
+
+
+def test_the_key_is_never_written_to_storage_and_lives_in_the_key_vault(workspace, fake_arm, stand_in, model,
+                                                                        key_vault):
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    again, messages = _deploy(workspace, model)
+    assert again.key == first.key and "nothing to do" in messages[-1], "the key comes back from the vault"
+    blobs = _all_blob_bytes(workspace)
+    assert blobs, "the package is in storage"
+    assert not any(first.key.encode() in _unpacked(data) for data in blobs)
+    assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == first.key
+    assert key_vault.writes == ["amlops-driver-qa-scoring-key"]
+
+    delete_aci(workspace, "driver-qa")
+    assert "amlops-driver-qa-scoring-key" in key_vault.deleted, "deleted softly"
+    redeployed, _ = _deploy(workspace, model)
+    assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == redeployed.key != first.key
+
+
+def test_only_key_vault_data_roles_read_the_key(workspace, key_vault):
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+
+    from aci_support import FakeCredential
+
+    SecretClient(key_vault.url, workspace.credential, **workspace.client_kwargs).set_secret("amlops-x-scoring-key", "v")
+    outsider = SecretClient(key_vault.url, FakeCredential(oid="99999999-0000-0000-0000-000000000001"),
+                            **workspace.client_kwargs)
+    with pytest.raises(HttpResponseError) as refused:
+        outsider.get_secret("amlops-x-scoring-key")
+    assert refused.value.status_code == 403 and "ForbiddenByRbac" in str(refused.value)
+    key_vault.reader_oids.add("99999999-0000-0000-0000-000000000001")
+    assert outsider.get_secret("amlops-x-scoring-key").value == "v"
+    with pytest.raises(HttpResponseError):
+        outsider.set_secret("amlops-x-scoring-key", "w")
+
+
+def test_a_deleted_secret_name_cannot_be_set_again_until_recovered(workspace, key_vault):
+    from azure.core.exceptions import ResourceExistsError
+    from azure.keyvault.secrets import SecretClient
+
+    client = SecretClient(key_vault.url, workspace.credential, **workspace.client_kwargs)
+    client.set_secret("amlops-y-scoring-key", "v")
+    client.begin_delete_secret("amlops-y-scoring-key").wait()
+    with pytest.raises(ResourceExistsError):
+        client.set_secret("amlops-y-scoring-key", "w")
