@@ -4,8 +4,9 @@ A real HTTPS server on 127.0.0.1 answering as a vault with `enableRbacAuthorizat
 (https://learn.microsoft.com/rest/api/keyvault/secrets, https://learn.microsoft.com/azure/key-vault/general/rbac-guide):
 
 * a request without a token gets 401 and the vault's challenge (`WWW-Authenticate: Bearer authorization=...,
-  resource="https://vault.azure.net"`), from which the SDK learns the tenant and the token's audience (it
-  checks that the vault's host ends in that domain, so tests reach the fake as <name>.vault.azure.net);
+  resource="https://vault.azure.net"` in Azure's public cloud), from which the SDK learns the tenant and the
+  token's audience (it checks that the vault's host ends in that domain, so tests reach the fake as
+  <name>.vault.azure.net);
 * a token with another audience gets 401; a caller without a data role gets 403 Forbidden/ForbiddenByRbac:
   "Key Vault Secrets User" (`reader_oids`) may only read, "Key Vault Secrets Officer" (`officer_oids`) may
   set, read, delete and recover; no Azure Resource Manager role opens the data plane;
@@ -39,8 +40,9 @@ DELETE, RECOVER = "Microsoft.KeyVault/vaults/secrets/delete", "Microsoft.KeyVaul
 
 
 class FakeKeyVault:
-    def __init__(self, certificate: Path, private_key: Path, tenant: str, officer_oids: set[str], host: str):
-        self.tenant, self.host = tenant, host
+    def __init__(self, certificate: Path, private_key: Path, tenant: str, officer_oids: set[str], host: str,
+                 resource: str = RESOURCE):
+        self.tenant, self.host, self.resource = tenant, host, resource
         self.officer_oids, self.reader_oids = set(officer_oids), set()
         self.secrets: dict[str, dict] = {}
         self.deleted: dict[str, dict] = {}
@@ -74,8 +76,8 @@ class FakeKeyVault:
         if not query.get("api-version"):
             return 400, _error("BadParameter", "api-version is required"), {}
         claims = _claims(headers.get("Authorization") or "")
-        if claims is None or claims.get("aud", "").rstrip("/") != RESOURCE:
-            challenge = f'Bearer authorization="https://login.example.test/{self.tenant}", resource="{RESOURCE}"'
+        if claims is None or claims.get("aud", "").rstrip("/") != self.resource:
+            challenge = f'Bearer authorization="https://login.example.test/{self.tenant}", resource="{self.resource}"'
             return 401, _error("Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."), \
                 {"WWW-Authenticate": challenge}
         oid = claims.get("oid", "")
