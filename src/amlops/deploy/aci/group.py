@@ -72,7 +72,7 @@ def token():
         time.sleep(min(2 ** attempt, 10))
     fail("could not get a token of the deployment's managed identity: " + problem)
 request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token(), "x-ms-version": "2021-08-06"})
-with tempfile.TemporaryFile() as package:
+with tempfile.TemporaryFile(dir=root) as package:  # the volume: the only writable place
     digest, received = hashlib.sha256(), 0
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
