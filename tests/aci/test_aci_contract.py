@@ -586,3 +586,18 @@ def test_a_deleted_secret_name_cannot_be_set_again_until_recovered(workspace, ke
     client.begin_delete_secret("amlops-y-scoring-key").wait()
     with pytest.raises(ResourceExistsError):
         client.set_secret("amlops-y-scoring-key", "w")
+
+
+def test_an_in_place_update_aci_still_refuses_is_retried_as_delete_and_create(workspace, fake_arm, stand_in, model,
+                                                                              monkeypatch):
+    from amlops.deploy.aci import group as aci_group
+
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    monkeypatch.setattr(aci_group, "recreate_reasons", lambda existing, new: [])  # a rule the deployer misses
+    bigger, messages = _deploy(workspace, model, cpu_cores=2)
+    assert [name for name, _ in fake_arm.refused_updates] == ["driver-qa"]
+    assert any("ACI refused to update it in place" in m for m in messages)
+    assert bigger.scoring_uri == first.scoring_uri
+    assert api.smoke_test(bigger.scoring_uri, request_file=REQUEST, key=bigger.key, count=1,
+                          readiness_timeout_s=5).passed

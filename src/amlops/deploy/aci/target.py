@@ -119,7 +119,7 @@ def deploy_aci(ws: Any, model: ModelVersion, name: str, scoring_folder: Path, en
         existing = None
     on_info(f"{'replacing' if existing is not None else 'creating'} container group {name} in "
             f"{ws.resource_group} ({spec.location}): {model.ref}, {cpu_cores:g} CPU, {memory_gb:g} GB")
-    poller = _begin_put(client, ws.resource_group, spec, options, guard)
+    poller = _begin_put(client, ws.resource_group, spec, options, guard, on_info)
     uri = _wait_ready(client, ws.resource_group, spec, poller, options, guard, on_info)
     return Deployment(name=name, model_name=model.name, model_version=model.version, scoring_uri=uri,
                       status="Healthy", created_at=spec.tags[f"{TAG_PREFIX}created"], key=spec.key)
@@ -319,9 +319,23 @@ def _get_group(client: Any, resource_group: str, name: str) -> Any | None:
             return None
 
 
-def _begin_put(client: Any, resource_group: str, spec: GroupSpec, options: AciOptions, guard: _Secrets) -> Any:
+def _begin_put(client: Any, resource_group: str, spec: GroupSpec, options: AciOptions, guard: _Secrets,
+               on_info: Callable[[str], None]) -> Any:
+    """The PUT; should ACI still refuse an in-place update (a rule recreate_reasons does not know), the group
+    is deleted and created once more."""
+    from azure.core.exceptions import HttpResponseError
+
     group = aci_group.container_group(spec)
     with _arm_errors(f"create container group {spec.name}", guard):
+        try:
+            return client.container_groups.begin_create_or_update(
+                resource_group, spec.name, group, polling_interval=options.poll_interval_s)
+        except HttpResponseError as error:
+            if error.status_code != 409 or getattr(error.error, "code", None) != "InvalidContainerGroupUpdate":
+                raise
+        on_info(f"recreating container group {spec.name}: ACI refused to update it in place "
+                "(InvalidContainerGroupUpdate). Deleting it first; the DNS name label, hence the scoring URI, is kept")
+        client.container_groups.begin_delete(resource_group, spec.name).result()
         return client.container_groups.begin_create_or_update(
             resource_group, spec.name, group, polling_interval=options.poll_interval_s)
 
