@@ -466,6 +466,9 @@ class FakeArm:
         view.update(id=f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
                        f"Microsoft.ContainerInstance/containerGroups/{group.name}",
                     name=group.name, type="Microsoft.ContainerInstance/containerGroups")
+        for identity_id, identity in ((view.get("identity") or {}).get("userAssignedIdentities") or {}).items():
+            known = self.resources.get(identity_id.lower(), {}).get("properties", {})
+            identity.update({k: known[k] for k in ("principalId", "clientId") if k in known})  # as ARM returns them
         props = view["properties"]
         props["provisioningState"] = step.provisioning
         props["instanceView"] = {"state": step.state, "events": step.events}

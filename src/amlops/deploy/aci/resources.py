@@ -40,18 +40,19 @@ def identity_id(ws: Any, name: str | None = None) -> str:
 def resolve(ws: Any, client: Any, registry: str | None = None, identity: str | None = None,
             key_vault: str | None = None) -> AciResources:
     """The resources, from the given values or else from the workspace's links and the template's conventions."""
-    linked = ws.linked_resources() if not (registry and key_vault) else {}
     if not registry:
-        registry = _property(client, _linked(linked, "container_registry", ws), "loginServer")
-    if not key_vault:
-        key_vault = _property(client, _linked(linked, "key_vault", ws), "vaultUri")
+        registry = _property(client, _linked(ws, "container_registry"), "loginServer")
     resource_id = identity if identity and identity.startswith("/") else identity_id(ws, identity)
     client_id = _property(client, resource_id, "clientId")
-    return AciResources(registry.lower(), Identity(resource_id, client_id), key_vault)
+    return AciResources(registry.lower(), Identity(resource_id, client_id), vault_uri(ws, client, key_vault))
 
 
-def _linked(linked: dict[str, str | None], what: str, ws: Any) -> str:
-    value = linked.get(what)
+def vault_uri(ws: Any, client: Any, key_vault: str | None = None) -> str:
+    return key_vault or _property(client, _linked(ws, "key_vault"), "vaultUri")
+
+
+def _linked(ws: Any, what: str) -> str:
+    value = ws.linked_resources().get(what)
     if not value:
         raise AmlopsError(f"workspace {ws.workspace_name} has no linked {what.replace('_', ' ')}; create the workspace "
                           "with environment_setup/azuredeploy.json, or give one in the deployment options")
@@ -71,7 +72,10 @@ def _property(client: Any, resource_id: str, name: str) -> str:
             raise AmlopsError(f"{resource_id} does not exist; create it with environment_setup/azuredeploy.json "
                               "(it makes the identity, the registry and the key vault of ACI deployments)")
         response.raise_for_status()
-        body = json.loads(response.read()[:MAX_ANSWER_BYTES])
+        data = response.read()
+        if len(data) > MAX_ANSWER_BYTES:
+            raise AmlopsError(f"Resource Manager's answer for {resource_id} is over {MAX_ANSWER_BYTES} bytes")
+        body = json.loads(data)
     except HttpResponseError as error:
         raise AmlopsError(f"Azure refused to read {resource_id}: HTTP {error.status_code}; give the pipeline's "
                           "identity Reader (or Contributor) on the resource group") from None

@@ -165,8 +165,7 @@ def delete_aci(ws: Any, name: str) -> Deployment:
     with _arm_errors(f"delete container group {name}", _Secrets()):
         client.container_groups.begin_delete(ws.resource_group, name).result()
     _storage(ws).delete(name)
-    found = aci_resources.resolve(ws, client)
-    KeyVaultKeys(ws.credential, found.key_vault, _client_kwargs(ws)).delete(name)
+    KeyVaultKeys(ws.credential, aci_resources.vault_uri(ws, client), _client_kwargs(ws)).delete(name)
     return _deployment(group, "Deleted")
 
 
