@@ -48,6 +48,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_listening(process: subprocess.Popen, port: int, timeout_s: float = 120) -> None:
+    """Until `process` (or a child it execs) listens on `port`; RuntimeError if it exits first or at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"did not listen on {port} within {timeout_s} s")
+
+
 def wait_port(port: int, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -315,7 +328,10 @@ class StandIn:
         process = subprocess.Popen(self._command(server), env=env, cwd=self.app_root, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
-        self._wait_started(process, upstream_port)
+        try:
+            wait_listening(process, upstream_port)
+        except RuntimeError as error:
+            raise RuntimeError(f"the inference container: {error}: {self.logs()}") from None
         config = _gateway_config(props)
         config["apps"]["http"]["http_port"] = self.gateway_port
         gateway = config["apps"]["http"]["servers"]["gateway"]
@@ -348,17 +364,6 @@ class StandIn:
         return shlex.join([self.upstream_kind, "-m", "gunicorn", "-c", str(self.root / "gunicorn.conf.py"),
                            "-b", f"127.0.0.1:{port}", "-w", "1", "--timeout", "300",
                            "azureml_inference_server_http.server.entry:app"])
-
-    def _wait_started(self, process: subprocess.Popen, port: int, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"the inference container exited with {process.returncode}: {self.logs()}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"the inference container did not listen within {timeout_s} s")
 
     def start_caddy(self, config: dict, port: int | None = None) -> None:
         path = self.root / "caddy.json"

@@ -302,10 +302,7 @@ class FakeArm:
         self.clock = datetime.now(timezone.utc)  # the hosts' clock; restart() moves it on
         self.script_for: Callable[[str, dict], Script] = lambda name, body: healthy_script()
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(certificate), str(private_key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = https_server(json_handler(self._respond), certificate, private_key)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -327,6 +324,12 @@ class FakeArm:
         return [body for method, path, body in self.received if method == "PUT"]
 
     # handlers
+
+    def _respond(self, method: str, path: str, query: dict, headers: Any, body: Any) -> tuple[int, Any, dict]:
+        self.received.append((method, path, body))
+        if not (headers.get("Authorization") or "").startswith("Bearer "):
+            return 401, _error("AuthenticationFailed", "no bearer token"), {}
+        return self.handle(method, path, query, body)
 
     def restart(self, name: str, after: timedelta) -> None:
         """The host restarts group `name` `after` from now (maintenance, a crash): the clock moves on and every
@@ -509,7 +512,12 @@ def _error(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-def _handler(fake: FakeArm) -> type:
+Respond = Callable[[str, str, dict, Any, Any], "tuple[int, Any, dict]"]
+
+
+def json_handler(respond: Respond) -> type:
+    """An HTTP/1.1 handler with JSON bodies: respond(method, path, query, headers, body) -> (status, answer,
+    headers). Shared by the loopback fakes of Azure services."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -521,11 +529,7 @@ def _handler(fake: FakeArm) -> type:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
-            fake.received.append((self.command, parts.path, body))
-            if not (self.headers.get("Authorization") or "").startswith("Bearer "):
-                status, answer, headers = 401, _error("AuthenticationFailed", "no bearer token"), {}
-            else:
-                status, answer, headers = fake.handle(self.command, parts.path, parse_qs(parts.query), body)
+            status, answer, headers = respond(self.command, parts.path, parse_qs(parts.query), self.headers, body)
             data = b"" if answer is None else json.dumps(answer).encode()
             self.send_response(status)
             for key, value in headers.items():
@@ -539,3 +543,12 @@ def _handler(fake: FakeArm) -> type:
         do_GET = do_PUT = do_DELETE = do_POST = _serve
 
     return Handler
+
+
+def https_server(handler: type, certificate: Path, private_key: Path) -> ThreadingHTTPServer:
+    """A threading HTTPS server on a free loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certificate), str(private_key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server

@@ -22,14 +22,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import ssl
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from fake_arm import https_server, json_handler
 
 RESOURCE = "https://vault.azure.net"
 NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
@@ -48,10 +47,7 @@ class FakeKeyVault:
         self.deleted: dict[str, dict] = {}
         self.writes: list[str] = []
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(certificate), str(private_key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = https_server(json_handler(self.handle), certificate, private_key)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -170,30 +166,3 @@ def _claims(authorization: str) -> dict | None:
 
 def _error(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
-
-
-def _handler(fake: FakeKeyVault) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            status, answer, headers = fake.handle(self.command, parts.path, parse_qs(parts.query), self.headers, body)
-            data = b"" if answer is None else json.dumps(answer).encode()
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_PUT = do_DELETE = do_POST = _serve
-
-    return Handler

@@ -601,3 +601,13 @@ def test_an_in_place_update_aci_still_refuses_is_retried_as_delete_and_create(wo
     assert bigger.scoring_uri == first.scoring_uri
     assert api.smoke_test(bigger.scoring_uri, request_file=REQUEST, key=bigger.key, count=1,
                           readiness_timeout_s=5).passed
+
+
+def test_a_pipeline_identity_without_a_key_vault_role_gets_one_line_and_no_group(workspace, fake_arm, model,
+                                                                                 key_vault):
+    key_vault.officer_oids.clear()
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, model)
+    assert str(raised.value) == ("key vault https://kv-mlw.vault.azure.net/ refused to store the scoring key "
+                                 "(HTTP 403); give the pipeline's identity the 'Key Vault Secrets Officer' role on it")
+    assert fake_arm.puts() == []

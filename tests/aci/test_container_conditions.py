@@ -22,17 +22,15 @@ from __future__ import annotations
 import ast
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from aci_support import IDENTITY_CLIENT_ID, IDENTITY_PRINCIPAL_ID, SCORING, FakeCredential, IdentityEndpoint, \
-    free_port, group_spec, require
+    free_port, group_spec, require, wait_listening
 from amlops.deploy.aci.group import FETCH_SCRIPT, fetch_environment, server_environment
 from amlops.deploy.aci.storage import DeploymentStorage, build_package
 
@@ -119,7 +117,10 @@ def test_the_command_fetches_and_starts_as_the_images_user_on_a_read_only_system
     server = next(c for c in _group_containers(uploaded) if c.name == "inference")
     process = _run_as_image_user(list(server.command), env, volume)
     try:
-        _wait_port(process, port)
+        try:
+            wait_listening(process, port, 60)
+        except RuntimeError as error:
+            raise AssertionError(f"the command {error}: {process.communicate()[0]}") from None
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(f"http://127.0.0.1:{port}/", timeout=10) as answer:
             assert answer.status == 200, "the server found the model and score.py the fetch unpacked"
@@ -157,15 +158,3 @@ def _group_containers(spec):
     from amlops.deploy.aci.group import container_group
 
     return container_group(spec).containers
-
-
-def _wait_port(process: subprocess.Popen, port: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the command exited with {process.returncode}: {process.communicate()[0]}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listened on {port} within {timeout_s} s")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from amlops.deploy.aci.service_errors import ServiceErrors
 from amlops.errors import AmlopsError
 
 CONTAINER = "amlops-deployments"
@@ -126,37 +127,5 @@ class DeploymentStorage:
         except ResourceExistsError:
             pass
 
-    def _translated(self, action: str) -> "_StorageErrors":
-        return _StorageErrors(action, self.account)
-
-
-class _StorageErrors:
-    """Turns the storage SDK's errors into one actionable line (without any URL: it could carry a SAS)."""
-
-    def __init__(self, action: str, account: str):
-        self.action, self.account = action, account
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
-        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-
-        if error is None or isinstance(error, ResourceNotFoundError):
-            return False
-        if isinstance(error, ClientAuthenticationError) and getattr(error, "status_code", None) is None:
-            raise AmlopsError(f"could not sign in to storage account {self.account} to {self.action}: "
-                              f"{_first_line(error)}; check the service connection's credentials") from None
-        if isinstance(error, HttpResponseError) and error.status_code in (401, 403):
-            raise AmlopsError(f"storage account {self.account} refused to {self.action} (HTTP {error.status_code}); "
-                              "give the pipeline's identity the 'Storage Blob Data Contributor' role on it") from None
-        if isinstance(error, HttpResponseError):
-            raise AmlopsError(f"storage account {self.account} failed to {self.action}: HTTP {error.status_code} "
-                              f"{getattr(error, 'error_code', '') or ''}; retry, or check the account").replace(
-                                  " ;", ";") from None
-        return False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    def _translated(self, action: str) -> ServiceErrors:
+        return ServiceErrors(action, f"storage account {self.account}", "Storage Blob Data Contributor")
