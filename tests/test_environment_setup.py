@@ -48,6 +48,7 @@ PARAMETERS_SCHEMA_ID = SCHEMA_BASE + "2019-04-01/deploymentParameters.json"
 TYPES_WITHOUT_LOCAL_SCHEMA = {
     "Microsoft.OperationalInsights/workspaces",  # no Microsoft.OperationalInsights schema copied
     "Microsoft.Authorization/roleAssignments",  # no Microsoft.Authorization schema copied
+    "Microsoft.ManagedIdentity/userAssignedIdentities",  # no Microsoft.ManagedIdentity schema copied
 }
 
 SUBSCRIPTION_ID = "00000000-1111-2222-3333-444444444444"
@@ -222,8 +223,10 @@ class Evaluator:
     resource_ids: list[str] = field(default_factory=list)
     # reference(id, ...): the deployed resource's state, which only Azure knows (a managed identity's
     # principalId); by default a stand-in that is the same for the same resource id
+    # (a resource's system-assigned identity in its 'full' state, a user-assigned identity's own principalId)
     runtime: Callable[[str], dict[str, Any]] = field(default=lambda found: {
-        "identity": {"type": "SystemAssigned", "principalId": arm_guid("principal", found)}})
+        "identity": {"type": "SystemAssigned", "principalId": arm_guid("principal", found)},
+        "principalId": f"principal-of:{found}"})
     _variables: dict[str, Any] = field(default_factory=dict)
     _resolving: set[str] = field(default_factory=set)
 
@@ -478,6 +481,7 @@ NAME_RULES: dict[str, str] = {
     # AmlCompute: 2-16 letters, digits and hyphens, starting with a letter
     "Microsoft.MachineLearningServices/workspaces/computes": r"[a-zA-Z][a-zA-Z0-9-]{1,15}",
     "Microsoft.Authorization/roleAssignments": r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+    "Microsoft.ManagedIdentity/userAssignedIdentities": r"[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}",
 }
 
 
@@ -821,8 +825,8 @@ def test_storage_account_only_sends_properties_that_may_be_sent_again() -> None:
     assert properties["allowBlobPublicAccess"] is False
     assert properties["minimumTlsVersion"] == "TLS1_2"
     assert properties["supportsHttpsTrafficOnly"] is True
-    container = one_resource(template(), "Microsoft.Storage/storageAccounts/blobServices/containers")
-    assert container["properties"] == {"publicAccess": "None"}
+    for container in resources_of_type(template(), "Microsoft.Storage/storageAccounts/blobServices/containers"):
+        assert container["properties"] == {"publicAccess": "None"}
 
 
 def test_settings_azure_ml_changes_itself_are_not_reset() -> None:
@@ -874,16 +878,21 @@ ROLES: dict[str, str | None] = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Microsoft.Storage/storageAccounts",
     # Contributor, for Azure Container Instances in the resource group
     "b24988ac-6180-42a0-ab88-20f7382dd24c": None,
+    # Key Vault Secrets Officer, for the scoring keys of ACI deployments
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Microsoft.KeyVault/vaults",
 }
+
+
+def pipeline_role_assignments() -> list[dict[str, Any]]:
+    return [raw for raw in resources_of_type(template(), "Microsoft.Authorization/roleAssignments")
+            if raw["properties"]["principalId"] == "[parameters('pipelinePrincipalObjectId')]"]
 
 
 def role_assignments(principal: str) -> dict[str, dict[str, Any]]:
     """The evaluated role assignments of the pipeline's principal, by role definition id."""
     ev = evaluator(pipelinePrincipalObjectId=principal)
     found = {}
-    for raw in resources_of_type(template(), "Microsoft.Authorization/roleAssignments"):
-        if "pipelinePrincipalObjectId" not in raw["properties"]["principalId"]:
-            continue
+    for raw in pipeline_role_assignments():
         assignment = ev.resource(raw)
         found[assignment["properties"]["roleDefinitionId"].rsplit("/", 1)[-1]] = assignment
     return found
@@ -916,7 +925,7 @@ def test_role_assignment_names_are_deterministic_per_scope_principal_and_role() 
     assert all(first[role]["name"] != other[role]["name"] for role in ROLES)
     assert len({a["name"] for a in first.values()}) == len(ROLES)
     ev = evaluator(pipelinePrincipalObjectId=PRINCIPAL)
-    for raw in resources_of_type(template(), "Microsoft.Authorization/roleAssignments"):
+    for raw in pipeline_role_assignments():
         call = parse_expression(raw["name"][1:-1])
         assert call[:2] == ("call", "guid")
         scope = f"{RG_ID}/providers/{ev.value(raw['scope'])}" if "scope" in raw else RG_ID
@@ -940,7 +949,7 @@ def test_the_compute_cluster_reads_the_training_data_with_its_own_identity() -> 
     ev = evaluator()
     cluster_id = ev.full_id(cluster)
     [reader] = [raw for raw in resources_of_type(tpl, "Microsoft.Authorization/roleAssignments")
-                if "pipelinePrincipalObjectId" not in raw["properties"]["principalId"]]
+                if "variables('computeResourceId')" in raw["properties"]["principalId"]]
     assignment = ev.resource(reader)
     assert assignment["condition"] is True  # unless computeDataReaderRole=false (no right to assign roles)
     assert evaluator(computeDataReaderRole=False).resource(reader)["condition"] is False
@@ -1125,3 +1134,68 @@ def test_every_template_parameter_reference_in_the_pipeline_exists() -> None:
     assert used == declared
     # defaults are non-empty: Azure DevOps treats an empty default as "must be given at queue time"
     assert all(str(parameter.get("default", "")).strip() for parameter in pipeline()["parameters"])
+
+
+# --------------------------------------------------------------------------- ACI deployments
+
+ACI_IDENTITY_ROLES = {
+    # AcrPull on the registry: the gateway image (and custom images) without registry passwords
+    "7f951dda-4ed3-4680-a7ca-43fe172d538d": "Microsoft.ContainerRegistry/registries",
+    # Storage Blob Data Reader on the amlops-deployments container only: the packages, not the training data
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Microsoft.Storage/storageAccounts/blobServices/containers",
+}
+
+
+def test_aci_deployments_get_an_identity_that_pulls_images_and_reads_packages_only() -> None:
+    """A container group restarting days later must still pull its images and read its package: the template
+    creates the user-assigned identity `<workspace>-aci` (the name amlops.deploy.aci.resources looks for) with
+    exactly these two roles, scoped to the registry and to the deployments container."""
+    from amlops.deploy.aci.resources import IDENTITY_SUFFIX
+    from amlops.deploy.aci.storage import CONTAINER
+
+    tpl = template()
+    ev = evaluator(pipelinePrincipalObjectId=PRINCIPAL)
+    identity = one_resource(tpl, "Microsoft.ManagedIdentity/userAssignedIdentities")
+    workspace = one_resource(tpl, "Microsoft.MachineLearningServices/workspaces")
+    assert ev.value(identity["name"]) == ev.value(workspace["name"]) + IDENTITY_SUFFIX
+    identity_id = ev.full_id(identity)
+    found = {}
+    for raw in resources_of_type(tpl, "Microsoft.Authorization/roleAssignments"):
+        assignment = ev.resource(raw)
+        if assignment["properties"]["principalId"] == f"principal-of:{identity_id}":
+            found[assignment["properties"]["roleDefinitionId"].rsplit("/", 1)[-1]] = (raw, assignment)
+    assert set(found) == set(ACI_IDENTITY_ROLES)
+    for role, scope_type in ACI_IDENTITY_ROLES.items():
+        raw, assignment = found[role]
+        assert assignment["properties"]["principalType"] == "ServicePrincipal"
+        scopes = resources_of_type(tpl, scope_type)
+        scope = next(r for r in scopes if len(scopes) == 1 or ev.full_id(r).endswith("/" + CONTAINER))
+        assert f"{RG_ID}/providers/{assignment['scope']}" == ev.full_id(scope)
+        # deterministic name: guid(scope, identity, role), the same on every run
+        call = parse_expression(raw["name"][1:-1])
+        expected = [ev.full_id(scope), identity_id, assignment["properties"]["roleDefinitionId"]]
+        assert [ev.node(argument) for argument in call[2]] == expected
+
+
+def test_the_deployments_container_is_private_and_the_key_vault_uses_rbac() -> None:
+    from amlops.deploy.aci.storage import CONTAINER
+
+    ev = evaluator()
+    containers = {ev.value(raw["name"]).rsplit("/", 1)[-1]: raw
+                  for raw in resources_of_type(template(), "Microsoft.Storage/storageAccounts/blobServices/containers")}
+    assert containers[CONTAINER]["properties"] == {"publicAccess": "None"}
+    vault = one_resource(template(), "Microsoft.KeyVault/vaults")["properties"]
+    # the scoring keys are readable only through Key Vault data roles, never through access policies
+    assert vault["enableRbacAuthorization"] is True
+    assert "accessPolicies" not in vault
+
+
+def test_iac_pipeline_registers_aci_and_imports_the_gateway_image() -> None:
+    """The deploy pulls nothing from Docker Hub: the IaC pipeline imports Caddy into the workspace registry
+    under the name the deployer uses, and registers the Container Instances resource provider."""
+    from amlops.deploy.aci.group import GATEWAY_REPOSITORY
+
+    scripts = " ".join(" ".join(script_of(step).replace("\\\n", " ").split()) for step in steps())
+    assert "az provider register --namespace Microsoft.ContainerInstance --wait" in scripts
+    assert (f"az acr import --name $(CONTAINER_REGISTRY_NAME) --source docker.io/library/caddy:2 "
+            f"--image {GATEWAY_REPOSITORY} --force") in scripts

@@ -9,12 +9,23 @@ tell:
   readOnly one, is refused: the service would drop or reject it), then what the service checks itself
   (names, volumes, ports, env values, base64 secret volumes, resource limits). A body that fails gets 400
   with the service's CloudError shape and is kept in `invalid_bodies`;
+* the subscription must have the resource provider registered (`registered = False`: every request gets
+  ARM's 409 MissingSubscriptionRegistration);
+* a PUT on an existing group may not change what ACI can only set at creation (OS type, restart policy, CPU,
+  memory, GPU, ports, IP address, DNS label): 409 InvalidContainerGroupUpdate, as the service answers;
+* images must be pullable: one from a private registry needs an imageRegistryCredentials entry for its server
+  with a password or one of the group's own identities (else 400 InaccessibleImage), and anonymous Docker Hub
+  pulls hit its rate limit (409 RegistryErrorResponse, Azure/azure-cli#29300; `docker_hub_limited`);
+* a user-assigned identity named in the group must exist (`resources`, which GET also serves: the workspace's
+  registry, key vault and identity as ARM returns them);
 * a valid PUT answers 201 (200 when replacing) with provisioningState Pending and an
   `Azure-AsyncOperation` header; the operation and the group's instance view then follow the group's
   `Script` one step per GET, like a host pulling images and starting containers;
 * GET answers without secrets (secure environment values and secret volume contents are never returned),
   with the public IP, the FQDN (hashed per resource group for the ResourceGroupReuse scope) and instance
-  views; `containers/{c}/logs?tail=n` answers from the script's logs; DELETE removes the group.
+  views; `containers/{c}/logs?tail=n` answers from the script's logs; DELETE removes the group;
+* `restart(name, after)` moves the fake clock on and restarts the group as a host does: with the definition as
+  stored (secrets included, as it was PUT), the containers run their commands again.
 
 `received` keeps every request (method, path, body); bodies as sent, so tests can check what went over.
 """
@@ -30,6 +41,7 @@ import ssl
 import threading
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
@@ -50,6 +62,26 @@ OPERATION_PATH = re.compile(r"^/subscriptions/([^/]+)/providers/Microsoft\.Conta
                             r"operations/([^/]+)$", re.IGNORECASE)
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_CPU, MAX_MEMORY_GB = 4.0, 16.0
+NAMESPACE = "Microsoft.ContainerInstance"
+# ARM's answer when the subscription never registered the resource provider (https://aka.ms/rps-not-found;
+# https://learn.microsoft.com/azure/azure-resource-manager/troubleshooting/error-register-resource-provider).
+NOT_REGISTERED = (409, "MissingSubscriptionRegistration",
+                  f"The subscription is not registered to use namespace '{NAMESPACE}'. "
+                  "See https://aka.ms/rps-not-found for how to register subscriptions.")
+# ACI refuses these changes on an existing group (https://learn.microsoft.com/azure/container-instances/
+# container-instances-update#properties-that-require-container-delete); the service's answer, code and message
+# as reported in MicrosoftDocs/azure-docs#38067 and #37604 (a changed DNS label gets it too); ports: issue 14.
+# https://learn.microsoft.com/azure/container-instances/container-instances-troubleshooting ("Unable to pull
+# image"); the Docker Hub answer as reported in Azure/azure-cli#29300.
+INACCESSIBLE_IMAGE = (400, "InaccessibleImage", "The image '{image}' in container group '{name}' is not accessible. "
+                      "Please check the image and registry credential.")
+DOCKER_HUB_LIMIT = (409, "RegistryErrorResponse", "An error response is received from the docker registry "
+                    "'index.docker.io'. Please retry later.")
+PUBLIC_REGISTRIES = {"mcr.microsoft.com"}
+IMMUTABLE_UPDATE = (409, "InvalidContainerGroupUpdate",
+                    "The updates on container group '{name}' are invalid. If you are going to update the os type, "
+                    "restart policy, network profile, CPU, memory or GPU resources for a container group, you must "
+                    "delete it first and then create a new one.")
 
 
 def load_swagger() -> dict:
@@ -80,20 +112,18 @@ class Step:
 class Script:
     steps: list[Step]
     logs: dict[str, str] = field(default_factory=dict)
-    on_running: Callable[[dict], None] | None = None  # called once with the PUT body as received
+    on_running: Callable[[dict, datetime], None] | None = None  # the body as received, the hosts' clock
     on_deleted: Callable[[], None] | None = None
     error: dict | None = None  # the async operation's error when the last step Failed
 
 
-def healthy_script(on_running: Callable[[dict], None] | None = None, logs: dict | None = None) -> Script:
+def healthy_script(on_running: Callable[[dict, datetime], None] | None = None,
+                   logs: dict | None = None) -> Script:
     waiting = container_state("Waiting", detail="ContainerCreating")
     return Script([
-        Step("Pending", "Pending", {"fetch-package": waiting, "inference": waiting, "gateway": waiting},
-             [_event("Pulling", "pulling image")]),
-        Step("Creating", "Pending", {"fetch-package": container_state("Running"), "inference": waiting,
-                                     "gateway": waiting}),
-        Step("Succeeded", "Running", {"fetch-package": container_state("Terminated", 0, detail="Completed"),
-                                      "inference": container_state("Running"), "gateway": container_state("Running")},
+        Step("Pending", "Pending", {"inference": waiting, "gateway": waiting}, [_event("Pulling", "pulling image")]),
+        Step("Creating", "Pending", {"inference": container_state("Running"), "gateway": waiting}),
+        Step("Succeeded", "Running", {"inference": container_state("Running"), "gateway": container_state("Running")},
              [_event("Started", "Started container")]),
     ], logs or {}, on_running)
 
@@ -195,6 +225,54 @@ class BodyChecker:
         return found
 
 
+def immutable_changes(stored: dict, new: dict) -> list[str]:
+    """What `new` changes of `stored` that ACI only sets when it creates a group."""
+    old_props, new_props = stored["properties"], new["properties"]
+    changes = [key for key in ("osType", "restartPolicy", "subnetIds", "sku")
+               if old_props.get(key) != new_props.get(key)]
+    old_ip, new_ip = old_props.get("ipAddress") or {}, new_props.get("ipAddress") or {}
+    changes += [f"ipAddress.{key}" for key in ("type", "ports", "dnsNameLabel", "autoGeneratedDomainNameLabelScope")
+                if old_ip.get(key) != new_ip.get(key)]
+    old_containers = {c["name"]: c["properties"] for c in old_props["containers"]}
+    for container in new_props["containers"]:
+        before = old_containers.get(container["name"])
+        if before is None:
+            continue
+        if before["resources"] != container["properties"]["resources"]:
+            changes.append(f"{container['name']}.resources")
+        if before.get("ports") != container["properties"].get("ports"):
+            changes.append(f"{container['name']}.ports")
+    return changes
+
+
+def image_registry(image: str) -> str:
+    first = image.split("/", 1)[0]
+    return first.lower() if "/" in image and ("." in first or ":" in first) else "docker.io"
+
+
+def pull_problem(name: str, body: dict, docker_hub_limited: bool) -> tuple[int, str, str] | None:
+    """Why ACI could not pull one of the group's images, as the service's (status, code, message)."""
+    props = body["properties"]
+    identities = {i.lower() for i in ((body.get("identity") or {}).get("userAssignedIdentities") or {})}
+    credentials = {c["server"].lower(): c for c in props.get("imageRegistryCredentials", [])}
+    for container in props["containers"] + props.get("initContainers", []):
+        image = container["properties"]["image"]
+        registry = image_registry(image)
+        credential = credentials.get(registry)
+        if registry in PUBLIC_REGISTRIES:
+            continue
+        if registry == "docker.io" and credential is None:
+            if docker_hub_limited:
+                return DOCKER_HUB_LIMIT
+            continue
+        usable = credential is not None and (credential.get("password") or
+                                             (credential.get("identity") or "").lower() in identities)
+        if not usable:
+            status, code, message = INACCESSIBLE_IMAGE
+            return status, code, message.format(image=image, name=name)
+    return None
+
+
 # -- the server -----------------------------------------------------------------------------------------------
 @dataclass
 class Group:
@@ -204,6 +282,7 @@ class Group:
     step: int = 0
     ip: str = "20.0.0.1"
     started: bool = False
+    restarts: int = 0
 
 
 class FakeArm:
@@ -214,13 +293,16 @@ class FakeArm:
         self.groups: dict[str, Group] = {}
         self.received: list[tuple[str, str, Any]] = []
         self.invalid_bodies: list[tuple[dict, list[str]]] = []
+        self.refused_updates: list[tuple[str, list[str]]] = []
+        self.refused_puts: list[tuple[str, str]] = []
         self.unhandled: list[tuple[str, str]] = []
+        self.registered = True  # the subscription has registered Microsoft.ContainerInstance
+        self.docker_hub_limited = True  # anonymous Docker Hub pulls are over the rate limit
+        self.resources: dict[str, dict] = {}  # other ARM resources by lower-case id (GET only)
+        self.clock = datetime.now(timezone.utc)  # the hosts' clock; restart() moves it on
         self.script_for: Callable[[str, dict], Script] = lambda name, body: healthy_script()
         self.lock = threading.RLock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(certificate), str(private_key))
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.server = https_server(json_handler(self._respond), certificate, private_key)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -243,9 +325,34 @@ class FakeArm:
 
     # handlers
 
+    def _respond(self, method: str, path: str, query: dict, headers: Any, body: Any) -> tuple[int, Any, dict]:
+        self.received.append((method, path, body))
+        if not (headers.get("Authorization") or "").startswith("Bearer "):
+            return 401, _error("AuthenticationFailed", "no bearer token"), {}
+        return self.handle(method, path, query, body)
+
+    def restart(self, name: str, after: timedelta) -> None:
+        """The host restarts group `name` `after` from now (maintenance, a crash): the clock moves on and every
+        container runs again from the definition as stored (a restart never asks the deployer again)."""
+        with self.lock:
+            group = self.groups[name]
+            self.clock += after
+            group.restarts += 1
+            group.step = len(group.script.steps) - 1
+            group.started = True
+            if group.script.on_deleted:
+                group.script.on_deleted()
+            if group.script.on_running:
+                group.script.on_running(copy.deepcopy(group.body), self.clock)
+
     def handle(self, method: str, path: str, query: dict, body: Any) -> tuple[int, Any, dict]:
+        if method == "GET" and path.lower() in self.resources and query.get("api-version"):
+            return 200, self.resources[path.lower()], {}
         if query.get("api-version") != [API_VERSION]:
             return 400, _error("InvalidApiVersionParameter", f"api-version must be {API_VERSION}"), {}
+        if not self.registered and NAMESPACE.lower() in path.lower():
+            status, code, message = NOT_REGISTERED
+            return status, _error(code, message), {}
         if match := OPERATION_PATH.match(path):
             return self._operation(match.group(3))
         if match := LIST_PATH.match(path):
@@ -266,7 +373,17 @@ class FakeArm:
         if problems:
             self.invalid_bodies.append((body, problems))
             return 400, _error("InvalidRequestContent", "; ".join(problems[:5])), {}
+        refused = self._refused(name, body)
+        if refused:
+            status, code, message = refused
+            self.refused_puts.append((name, code))
+            return status, _error(code, message), {}
         with self.lock:
+            changed = immutable_changes(self.groups[name].body, body) if name in self.groups else []
+            if changed:
+                status, code, message = IMMUTABLE_UPDATE
+                self.refused_updates.append((name, changed))
+                return status, _error(code, message.format(name=name)), {}
             previous = self.groups.pop(name, None)
             if previous and previous.script.on_deleted:
                 previous.script.on_deleted()
@@ -278,6 +395,21 @@ class FakeArm:
                    f"Microsoft.ContainerInstance/locations/{location}/operations/{operation}?api-version={API_VERSION}",
                    "Retry-After": "0"}
         return (200 if previous else 201), self._view(group, advance=False), headers
+
+    def _refused(self, name: str, body: dict) -> tuple[int, str, str] | None:
+        for identity in (body.get("identity") or {}).get("userAssignedIdentities") or {}:
+            if identity.lower() not in self.resources:
+                # ARM refuses a group naming a missing identity; the code is this fake's (the deployer reads the line)
+                return 400, "InvalidIdentity", f"The user assigned identity '{identity}' does not exist."
+        return pull_problem(name, body, self.docker_hub_limited)
+
+    def add_resource(self, resource_id: str, properties: dict, **extra: Any) -> dict:
+        parts = resource_id.strip("/").split("/")
+        provider, kind = parts[5], "/".join(parts[6::2])
+        resource = {"id": resource_id, "name": resource_id.rsplit("/", 1)[-1], "type": f"{provider}/{kind}",
+                    "location": "westeurope", "properties": properties, **extra}
+        self.resources[resource_id.lower()] = resource
+        return resource
 
     def _get(self, name: str, body: Any) -> tuple[int, Any, dict]:
         group = self.groups.get(name)
@@ -328,7 +460,7 @@ class FakeArm:
             if step.state == "Running" and not group.started:
                 group.started = True
                 if group.script.on_running:
-                    group.script.on_running(copy.deepcopy(group.body))
+                    group.script.on_running(copy.deepcopy(group.body), self.clock)
         return step
 
     def _view(self, group: Group, advance: bool = True) -> dict:
@@ -337,6 +469,9 @@ class FakeArm:
         view.update(id=f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
                        f"Microsoft.ContainerInstance/containerGroups/{group.name}",
                     name=group.name, type="Microsoft.ContainerInstance/containerGroups")
+        for identity_id, identity in ((view.get("identity") or {}).get("userAssignedIdentities") or {}).items():
+            known = self.resources.get(identity_id.lower(), {}).get("properties", {})
+            identity.update({k: known[k] for k in ("principalId", "clientId") if k in known})  # as ARM returns them
         props = view["properties"]
         props["provisioningState"] = step.provisioning
         props["instanceView"] = {"state": step.state, "events": step.events}
@@ -377,7 +512,12 @@ def _error(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
-def _handler(fake: FakeArm) -> type:
+Respond = Callable[[str, str, dict, Any, Any], "tuple[int, Any, dict]"]
+
+
+def json_handler(respond: Respond) -> type:
+    """An HTTP/1.1 handler with JSON bodies: respond(method, path, query, headers, body) -> (status, answer,
+    headers). Shared by the loopback fakes of Azure services."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -389,11 +529,7 @@ def _handler(fake: FakeArm) -> type:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
-            fake.received.append((self.command, parts.path, body))
-            if not (self.headers.get("Authorization") or "").startswith("Bearer "):
-                status, answer, headers = 401, _error("AuthenticationFailed", "no bearer token"), {}
-            else:
-                status, answer, headers = fake.handle(self.command, parts.path, parse_qs(parts.query), body)
+            status, answer, headers = respond(self.command, parts.path, parse_qs(parts.query), self.headers, body)
             data = b"" if answer is None else json.dumps(answer).encode()
             self.send_response(status)
             for key, value in headers.items():
@@ -407,3 +543,12 @@ def _handler(fake: FakeArm) -> type:
         do_GET = do_PUT = do_DELETE = do_POST = _serve
 
     return Handler
+
+
+def https_server(handler: type, certificate: Path, private_key: Path) -> ThreadingHTTPServer:
+    """A threading HTTPS server on a free loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certificate), str(private_key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return server

@@ -7,7 +7,6 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
 
 import pytest
 
@@ -15,7 +14,7 @@ from amlops import api
 from amlops.deploy.aci import target as aci
 from amlops.deploy.aci.target import AciOptions, deploy_aci, delete_aci, get_aci, list_aci
 from amlops.errors import AmlopsError, NotFoundError
-from aci_support import SCORING, _env
+from aci_support import SCORING, _env, group_spec
 from fake_arm import BodyChecker, Script, Step, container_state, healthy_script, load_swagger
 
 FAST = AciOptions(poll_interval_s=0.05, readiness_timeout_s=20)
@@ -23,11 +22,20 @@ REQUEST = SCORING / "sample-request.json"
 
 
 def _secrets_of(body: dict) -> list[str]:
+    """The secrets a body carries: secure values and the gateway configuration (it holds the key)."""
     props = body["properties"]
-    values = [e["secureValue"] for c in props["initContainers"] + props["containers"]
+    values = [e["secureValue"] for c in props.get("initContainers", []) + props["containers"]
               for e in c["properties"].get("environmentVariables", []) if "secureValue" in e]
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(values[0]).query)
-    return values + query["sig"]
+    key = json.dumps(_gateway_key(body))
+    return values + ([key.strip('"')] if key != "null" else [])
+
+
+def _gateway_key(body: dict) -> str | None:
+    secret = next(v["secret"] for v in body["properties"]["volumes"] if "secret" in v)
+    config = json.loads(base64.b64decode(secret["caddy.json"]))
+    routes = config["apps"]["http"]["servers"]["gateway"]["routes"]
+    header = routes[0].get("match", [{}])[0].get("header", {}).get("Authorization")
+    return header[0].removeprefix("Bearer ") if header else None
 
 
 def _assert_no_secret(texts: list[str], secrets: list[str]) -> None:
@@ -63,22 +71,27 @@ def test_a_deploy_puts_a_spec_valid_group_and_serves_behind_the_key(workspace, f
     server = next(c for c in props["containers"] if c["name"] == "inference")["properties"]
     assert server["image"] == "mcr.microsoft.com/azureml/minimal-ubuntu22.04-py39-cpu-inference:latest"
     assert server["resources"]["requests"] == {"cpu": 1.0, "memoryInGB": 1.5}
-    assert _env(server) == {"AML_APP_ROOT": "/var/azureml-app", "AZUREML_ENTRY_SCRIPT": "score.py",
-                            "AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/driver/3",
-                            "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt"}
+    env = _env(server)
+    assert {k: env[k] for k in ("AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR",
+                                "AZUREML_EXTRA_REQUIREMENTS_TXT", "AMLOPS_START")} == {
+        "AML_APP_ROOT": "/var/azureml-app", "AZUREML_ENTRY_SCRIPT": "score.py",
+        "AZUREML_MODEL_DIR": "/var/azureml-app/azureml-models/driver/3",
+        "AZUREML_EXTRA_REQUIREMENTS_TXT": "requirements.txt", "AMLOPS_START": "runsvdir /var/runit"}
+    assert server["command"][:2] == ["python", "-c"] and "initContainers" not in props
     assert "ports" not in server, "the inference server must only be reachable through the gateway"
+    identity = fake_arm.puts()[0]["identity"]
+    [identity_id] = identity["userAssignedIdentities"]
+    assert identity["type"] == "UserAssigned" and identity_id.endswith("/userAssignedIdentities/mlw-aci")
+    assert env["AMLOPS_IDENTITY_CLIENT_ID"] == "5b0e8a51-0c8e-4f0e-9d1e-0000000000c1"
+    assert props["imageRegistryCredentials"] == [{"server": "acrmlw.azurecr.io", "identity": identity_id}]
+    assert not any("secureValue" in e for e in server["environmentVariables"]), "nothing secret, nothing expiring"
+    assert "?" not in env["AMLOPS_PACKAGE_URL"], "the package is read with the identity's token, not a SAS"
     tags = body["tags"]
     assert tags["amlops-model"] == "driver" and tags["amlops-model-version"] == "3"
     assert tags["amlops-run-id"] == "run-42" and tags["amlops-workspace"] == "mlw"
 
-    init_env = props["initContainers"][0]["properties"]["environmentVariables"]
-    url = next(e for e in init_env if e["name"] == "AMLOPS_PACKAGE_URL")
-    assert set(url) == {"name", "secureValue"}, "the SAS URL must travel as a secure value"
-    sas = urllib.parse.parse_qs(urllib.parse.urlsplit(url["secureValue"]).query)
-    assert sas["sp"] == ["r"] and sas["spr"] == ["https"] and "skoid" in sas, "read-only user-delegation SAS"
-    lifetime = datetime.fromisoformat(sas["se"][0].replace("Z", "+00:00")) - datetime.now(timezone.utc)
-    assert 0 < lifetime.total_seconds() <= 2 * 3600 + 60
-    assert "unpacked" in stand_in.init_output
+    assert "amlops-fetch: unpacked" in stand_in.logs()
+    assert [r["client_id"] for r in stand_in.endpoint.requests] == ["5b0e8a51-0c8e-4f0e-9d1e-0000000000c1"]
     assert (stand_in.app_root / "azureml-models" / "driver" / "3" / "model.txt").is_file()
     assert (stand_in.app_root / "score.py").is_file()
 
@@ -92,7 +105,7 @@ def test_a_deploy_puts_a_spec_valid_group_and_serves_behind_the_key(workspace, f
     captured = capsys.readouterr()
     _assert_no_secret([captured.out, captured.err, caplog.text, "\n".join(messages), repr(deployment),
                        json.dumps(fake_arm.groups["driver-qa"].body["tags"]), stand_in.logs(),
-                       stand_in.init_output], [deployment.key, *_secrets_of(body)])
+                       json.dumps(fake_arm.received[-1])], [deployment.key, *_secrets_of(body)])
 
 
 def test_api_deploy_reaches_the_aci_target_with_the_task_inputs(workspace, fake_arm, stand_in, model, monkeypatch):
@@ -108,24 +121,6 @@ def test_api_deploy_reaches_the_aci_target_with_the_task_inputs(workspace, fake_
     assert server["properties"]["resources"]["requests"] == {"cpu": 2.0, "memoryInGB": 3.5}
     assert api.smoke_test(deployment.scoring_uri, request_file=REQUEST, key=deployment.key, count=1,
                           readiness_timeout_s=5).passed
-
-
-def test_the_sas_reads_only_the_package(workspace, fake_arm, stand_in, model, tls_pair):
-    import ssl
-
-    fake_arm.script_for = lambda name, body: healthy_script(on_running=stand_in.run)
-    _deploy(workspace, model)
-    url = next(e["secureValue"] for e in fake_arm.puts()[0]["properties"]["initContainers"][0]["properties"]
-               ["environmentVariables"] if e["name"] == "AMLOPS_PACKAGE_URL")
-    context = ssl.create_default_context(cafile=str(tls_pair[0]))
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
-    with pytest.raises(urllib.error.HTTPError) as write:
-        opener.open(urllib.request.Request(url, data=b"x", method="PUT", headers={"x-ms-blob-type": "BlockBlob"}))
-    assert write.value.code == 403
-    key_blob = url.split("/packages/")[0] + "/scoring-key?" + url.split("?", 1)[1]
-    with pytest.raises(urllib.error.HTTPError) as other:
-        opener.open(key_blob)
-    assert other.value.code == 403, "the SAS must not open the stored key"
 
 
 def test_redeploy_is_a_no_op_unless_forced_and_a_new_version_replaces(workspace, fake_arm, stand_in, model):
@@ -170,8 +165,7 @@ def workspace_blobs(workspace, prefix):
 
 
 def crash_loop(logs: dict) -> Script:
-    ok = container_state("Terminated", 0, detail="Completed")
-    steps = [Step("Succeeded", "Running", {"fetch-package": ok, "gateway": container_state("Running"),
+    steps = [Step("Succeeded", "Running", {"gateway": container_state("Running"),
                                            "inference": container_state("Terminated", 1, restarts=n,
                                                                         previous_exit=1 if n else None)},
                   [{"count": n + 1, "name": "BackOff", "message": "Back-off restarting failed container",
@@ -182,15 +176,15 @@ def crash_loop(logs: dict) -> Script:
 def test_a_group_that_never_becomes_ready_fails_with_its_logs_and_no_secret(workspace, fake_arm, model, capsys,
                                                                             caplog):
     caplog.set_level(logging.DEBUG)
-    logs = {"inference": "Starting the inference server\nTraceback (most recent call last):\n"
-                         "RuntimeError: no model here\n",
-            "fetch-package": "amlops-init: unpacked 5 files (sha256 0123456789ab) into /var/azureml-app\n"}
+    logs = {"inference": "amlops-fetch: unpacked 5 files (sha256 0123456789ab) into /var/azureml-app\n"
+                         "Starting the inference server\nTraceback (most recent call last):\n"
+                         "RuntimeError: no model here\n"}
     fake_arm.script_for = lambda name, body: crash_loop(logs)
     with pytest.raises(AmlopsError) as raised:
         _deploy(workspace, model)
     message = str(raised.value)
     assert "keeps exiting (code 1, 3 restarts)" in message.splitlines()[0]
-    assert "RuntimeError: no model here" in message and "amlops-init: unpacked" in message
+    assert "RuntimeError: no model here" in message and "amlops-fetch: unpacked" in message
     assert "Back-off restarting failed container" in message
     captured = capsys.readouterr()
     _assert_no_secret([message, captured.out, captured.err, caplog.text], _secrets_of(fake_arm.puts()[0]))
@@ -263,11 +257,9 @@ def test_the_generated_body_passes_the_plain_schema_validator(model):
     import jsonschema
     from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
-    from amlops.deploy.aci.group import GroupSpec, container_group
+    from amlops.deploy.aci.group import container_group
 
-    spec = GroupSpec(name="g1", location="westeurope", model_name="m", model_version=1, package_sha256="0" * 64,
-                     entry_script="score.py", cpu_cores=1, memory_gb=1.5, dns_name_label="g1-label", tags={"a": "b"},
-                     package_url="https://a.blob.core.windows.net/c/p?sig=abc", key="k" * 43)
+    spec = group_spec()
     client = ContainerInstanceManagementClient(credential=object(), subscription_id="s")
     body = client._serialize.body(container_group(spec), "ContainerGroup")
     definitions = load_swagger()["definitions"]
@@ -275,7 +267,7 @@ def test_the_generated_body_passes_the_plain_schema_validator(model):
     assert BodyChecker(load_swagger()).problems("g1", body) == []
     secret = body["properties"]["volumes"][1]["secret"]["caddy.json"]
     assert "k" * 43 in base64.b64decode(secret).decode(), "the gateway config (with the key) is the secret volume"
-    assert "k" * 43 not in repr(spec) and "sig=abc" not in repr(spec)
+    assert "k" * 43 not in repr(spec)
 
 
 def test_scrub_removes_keys_and_sas_parts():
@@ -299,3 +291,323 @@ def test_the_group_runs_the_real_inference_server_with_the_packaged_model(worksp
                             readiness_timeout_s=10)
     assert report.passed, report.text()
     assert "loaded" in stand_in.logs(), "score.py's init() must have loaded the packaged model"
+
+
+# -- the protection check after readiness -----------------------------------------------------------------
+class _Gateway:
+    """A stand-in gateway reached through http_proxy: 200 with any key; without one it drops the connection
+    (`unkeyed=None`, as a request lost on the way) or answers `unkeyed`."""
+
+    def __init__(self, unkeyed: int | None):
+        import http.server
+        import threading
+
+        self.unkeyed_requests = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if not self.headers.get("Authorization"):
+                    outer.unkeyed_requests += 1
+                    if unkeyed is None:
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                self.send_response(200 if self.headers.get("Authorization") else unkeyed)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def proxy(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def gateway_answering(monkeypatch):
+    made = []
+
+    def start(unkeyed):
+        gateway = _Gateway(unkeyed)
+        made.append(gateway)
+        monkeypatch.setenv("http_proxy", gateway.proxy)
+        monkeypatch.setattr(urllib.request, "_opener", None)
+        return gateway
+
+    yield start
+    for gateway in made:
+        gateway.server.shutdown()
+        gateway.server.server_close()
+
+
+def test_a_protection_probe_that_gets_no_answer_keeps_the_deployment(workspace, fake_arm, model, gateway_answering):
+    gateway = gateway_answering(None)
+    options = AciOptions(poll_interval_s=0.05, readiness_timeout_s=20, protection_check_s=0.5)
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, model, options=options)
+    assert "could not confirm that" in str(raised.value) and "is kept" in str(raised.value)
+    assert gateway.unkeyed_requests > 1, "the check must be retried until its deadline"
+    assert "driver-qa" in fake_arm.groups
+    assert not [path for method, path, _ in fake_arm.received if method == "DELETE"]
+
+
+def test_a_group_confirmed_to_serve_without_the_key_is_deleted(workspace, fake_arm, model, gateway_answering):
+    gateway_answering(200)
+    with pytest.raises(AmlopsError, match="answered HTTP 200 without the key.*was deleted"):
+        _deploy(workspace, model)
+    assert "driver-qa" not in fake_arm.groups
+
+
+# -- what ACI cannot change in place --------------------------------------------------------------------------
+def _recreating_script(stand_in):
+    def script(name, body):
+        made = healthy_script(on_running=stand_in.run)
+        made.on_deleted = stand_in.stop
+        return made
+    return script
+
+
+def test_the_fake_refuses_an_in_place_change_of_memory_as_aci_does(workspace, fake_arm, model):
+    from azure.core.exceptions import HttpResponseError
+
+    from amlops.deploy.aci.group import container_group
+
+    client = aci._aci_client(workspace)
+    spec = group_spec()
+    client.container_groups.begin_create_or_update("rg-ml", "g1", container_group(spec), polling_interval=0).result()
+    bigger = container_group(type(spec)(**{**spec.__dict__, "memory_gb": 3.0}))
+    with pytest.raises(HttpResponseError) as refused:
+        client.container_groups.begin_create_or_update("rg-ml", "g1", bigger)
+    assert refused.value.status_code == 409 and refused.value.error.code == "InvalidContainerGroupUpdate"
+    assert "you must delete it first" in refused.value.error.message
+    assert fake_arm.refused_updates == [("g1", ["inference.resources"])]
+    same = container_group(type(spec)(**{**spec.__dict__, "model_version": 2}))
+    client.container_groups.begin_create_or_update("rg-ml", "g1", same, polling_interval=0).result()  # in place
+
+
+def test_a_redeploy_with_more_memory_recreates_the_group_and_keeps_the_uri(workspace, fake_arm, stand_in, model):
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    bigger, messages = _deploy(workspace, model, memory_gb=3.0)
+    assert fake_arm.refused_updates == [], "the deployer must not try an in-place update ACI refuses"
+    methods = [method for method, path, _ in fake_arm.received if method in ("PUT", "DELETE")]
+    assert methods == ["PUT", "DELETE", "PUT"]
+    recreating = next(m for m in messages if m.startswith("recreating"))
+    assert "inference memory 1.5 -> 3 GB" in recreating and "scoring URI, is kept" in recreating
+    assert bigger.scoring_uri == first.scoring_uri
+    server = next(c for c in fake_arm.puts()[-1]["properties"]["containers"] if c["name"] == "inference")
+    assert server["properties"]["resources"]["requests"]["memoryInGB"] == 3.0
+    assert api.smoke_test(bigger.scoring_uri, request_file=REQUEST, key=bigger.key, count=1,
+                          readiness_timeout_s=5).passed
+
+
+def test_an_unregistered_provider_is_one_actionable_line(workspace, fake_arm, model):
+    fake_arm.registered = False
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, model)
+    message = str(raised.value)
+    assert "HTTP 409 MissingSubscriptionRegistration" in message
+    assert "az provider register --namespace Microsoft.ContainerInstance" in message
+    assert len(message.splitlines()) == 1 and fake_arm.groups == {}
+
+
+# -- images: mcr.microsoft.com or the workspace's registry only -------------------------------------------------
+def _images(body: dict) -> list[str]:
+    props = body["properties"]
+    return [c["properties"]["image"] for c in props["containers"] + props.get("initContainers", [])]
+
+
+def test_every_image_of_the_body_is_from_mcr_or_the_workspace_registry(workspace, fake_arm, stand_in, model):
+    fake_arm.script_for = lambda name, body: healthy_script(on_running=stand_in.run)
+    _deploy(workspace, model)
+    [body] = fake_arm.puts()
+    hosts = {image.split("/", 1)[0] for image in _images(body)}
+    assert hosts == {"mcr.microsoft.com", "acrmlw.azurecr.io"}
+    assert "acrmlw.azurecr.io/amlops/caddy:2" in _images(body)
+    assert not any("docker.io" in image or image.split("/", 1)[0].count(".") == 0 for image in _images(body))
+    [credential] = body["properties"]["imageRegistryCredentials"]
+    assert credential["server"] == "acrmlw.azurecr.io" and "password" not in credential
+    assert credential["identity"] in body["identity"]["userAssignedIdentities"]
+
+
+def test_the_fake_refuses_images_aci_could_not_pull(workspace, fake_arm, model):
+    from fake_arm import pull_problem
+
+    from amlops.deploy.aci.group import container_group
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    serialize = ContainerInstanceManagementClient(credential=object(), subscription_id="s")._serialize.body
+    body = serialize(container_group(group_spec()), "ContainerGroup")
+    assert pull_problem("g1", body, docker_hub_limited=True) is None
+    hub = serialize(container_group(group_spec(gateway_image="caddy:2")), "ContainerGroup")
+    assert pull_problem("g1", hub, docker_hub_limited=True)[:2] == (409, "RegistryErrorResponse")
+    other = serialize(container_group(group_spec(gateway_image="other.azurecr.io/caddy:2")), "ContainerGroup")
+    assert pull_problem("g1", other, docker_hub_limited=True)[:2] == (400, "InaccessibleImage")
+    anonymous = json.loads(json.dumps(body))
+    del anonymous["properties"]["imageRegistryCredentials"]
+    assert pull_problem("g1", anonymous, docker_hub_limited=True)[:2] == (400, "InaccessibleImage")
+
+
+def test_an_image_from_docker_hub_is_refused_before_anything_is_created(workspace, fake_arm, model):
+    with pytest.raises(AmlopsError, match=r"image docker.io/library/caddy:2 is not from mcr.microsoft.com or the "
+                                          r"workspace's registry acrmlw.azurecr.io; import it there \(az acr import"):
+        _deploy(workspace, model, options=AciOptions(gateway_image="docker.io/library/caddy:2"))
+    assert fake_arm.puts() == []
+
+
+# -- restarts: nothing in the definition expires ------------------------------------------------------------------
+def test_a_restart_seven_days_later_serves(workspace, fake_arm, stand_in, model):
+    from datetime import timedelta
+
+    fake_arm.script_for = _recreating_script(stand_in)
+    deployment, _ = _deploy(workspace, model)
+    deployed_at = fake_arm.clock
+    fake_arm.restart("driver-qa", after=timedelta(days=7))
+
+    assert stand_in.errors == [] and stand_in.runs[-1] - deployed_at == timedelta(days=7)
+    assert len(stand_in.endpoint.requests) == 2, "the restarted container asked the identity for a new token"
+    assert stand_in.logs().count("amlops-fetch: unpacked") == 2
+    report = api.smoke_test(deployment.scoring_uri, request_file=REQUEST, key=deployment.key, count=2,
+                            readiness_timeout_s=10)
+    assert report.passed, report.text()
+
+
+def test_a_restart_runs_the_definition_as_stored_at_the_later_clock(workspace, fake_arm, model):
+    from datetime import timedelta
+
+    seen = []
+    fake_arm.script_for = lambda name, body: healthy_script(on_running=lambda b, clock: seen.append((b, clock)))
+    fake_arm.groups.clear()
+    client = aci._aci_client(workspace)
+    from amlops.deploy.aci.group import container_group
+
+    client.container_groups.begin_create_or_update("rg-ml", "g1", container_group(group_spec()),
+                                                   polling_interval=0).result()
+    client.container_groups.get("rg-ml", "g1")
+    fake_arm.restart("g1", after=timedelta(days=7))
+    (first, first_clock), (again, again_clock) = seen
+    assert again == first == fake_arm.puts()[0], "a restart never asks the deployer: the stored body, secrets included"
+    assert again_clock - first_clock == timedelta(days=7)
+
+
+def test_init_containers_get_no_managed_identity(workspace, fake_arm, stand_in, model):
+    """ACI gives init containers no managed identity (container-instances-init-container, "Things to know"):
+    the package fetch in an init container could not get a token."""
+    from amlops.deploy.aci.group import FETCH_SCRIPT
+
+    body = {"identity": {"userAssignedIdentities": {k: {} for k in stand_in.identities}},
+            "properties": {"initContainers": [{"name": "fetch", "properties": {
+                "image": "mcr.microsoft.com/x", "command": ["python", "-c", FETCH_SCRIPT],
+                "environmentVariables": [{"name": k, "value": v} for k, v in {
+                    "AMLOPS_PACKAGE_URL": "https://127.0.0.1:9/x", "AMLOPS_PACKAGE_SHA256": "0" * 64,
+                    "AMLOPS_PACKAGE_SIZE": "1", "AMLOPS_IDENTITY_CLIENT_ID": "5b0e8a51-0c8e-4f0e-9d1e-0000000000c1",
+                    "AMLOPS_TOKEN_RESOURCE": "https://storage.azure.com/", "AMLOPS_START": "true"}.items()]}}],
+                "containers": []}}
+    stand_in.run(body)
+    assert "could not get a token of the deployment's managed identity" in stand_in.init_output
+    assert stand_in.endpoint.requests == []
+
+
+def test_the_identity_endpoint_answers_only_for_the_groups_identity(stand_in):
+    assert stand_in.endpoint.answer(None, {"api-version": "2018-02-01", "resource": "r", "client_id": "c"})[0] == 400
+    stand_in.endpoint.client_ids = {"c": "p"}
+    assert stand_in.endpoint.answer("true", {"api-version": "2018-02-01", "resource": "r", "client_id": "x"})[0] == 400
+    assert stand_in.endpoint.answer("true", {"api-version": "2018-02-01", "resource": "r", "client_id": "c"})[0] == 200
+
+
+# -- the key: in the key vault only ----------------------------------------------------------------------------
+def _all_blob_bytes(workspace) -> list[bytes]:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient(workspace.blob_endpoint, credential=workspace.credential, **workspace.client_kwargs)
+    found = []
+    for container in service.list_containers():
+        client = service.get_container_client(container.name)
+        found += [client.download_blob(blob.name).readall() for blob in client.list_blobs()]
+    return found
+
+
+def _unpacked(data: bytes) -> bytes:
+    import gzip
+
+    try:
+        return data + gzip.decompress(data)
+    except OSError:
+        return data
+
+
+def test_the_key_is_never_written_to_storage_and_lives_in_the_key_vault(workspace, fake_arm, stand_in, model,
+                                                                        key_vault):
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    again, messages = _deploy(workspace, model)
+    assert again.key == first.key and "nothing to do" in messages[-1], "the key comes back from the vault"
+    blobs = _all_blob_bytes(workspace)
+    assert blobs, "the package is in storage"
+    assert not any(first.key.encode() in _unpacked(data) for data in blobs)
+    assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == first.key
+    assert key_vault.writes == ["amlops-driver-qa-scoring-key"]
+
+    delete_aci(workspace, "driver-qa")
+    assert "amlops-driver-qa-scoring-key" in key_vault.deleted, "deleted softly"
+    redeployed, _ = _deploy(workspace, model)
+    assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == redeployed.key != first.key
+
+
+def test_only_key_vault_data_roles_read_the_key(workspace, key_vault):
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+
+    from aci_support import FakeCredential
+
+    SecretClient(key_vault.url, workspace.credential, **workspace.client_kwargs).set_secret("amlops-x-scoring-key", "v")
+    outsider = SecretClient(key_vault.url, FakeCredential(oid="99999999-0000-0000-0000-000000000001"),
+                            **workspace.client_kwargs)
+    with pytest.raises(HttpResponseError) as refused:
+        outsider.get_secret("amlops-x-scoring-key")
+    assert refused.value.status_code == 403 and "ForbiddenByRbac" in str(refused.value)
+    key_vault.reader_oids.add("99999999-0000-0000-0000-000000000001")
+    assert outsider.get_secret("amlops-x-scoring-key").value == "v"
+    with pytest.raises(HttpResponseError):
+        outsider.set_secret("amlops-x-scoring-key", "w")
+
+
+def test_a_deleted_secret_name_cannot_be_set_again_until_recovered(workspace, key_vault):
+    from azure.core.exceptions import ResourceExistsError
+    from azure.keyvault.secrets import SecretClient
+
+    client = SecretClient(key_vault.url, workspace.credential, **workspace.client_kwargs)
+    client.set_secret("amlops-y-scoring-key", "v")
+    client.begin_delete_secret("amlops-y-scoring-key").wait()
+    with pytest.raises(ResourceExistsError):
+        client.set_secret("amlops-y-scoring-key", "w")
+
+
+def test_an_in_place_update_aci_still_refuses_is_retried_as_delete_and_create(workspace, fake_arm, stand_in, model,
+                                                                              monkeypatch):
+    from amlops.deploy.aci import group as aci_group
+
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    monkeypatch.setattr(aci_group, "recreate_reasons", lambda existing, new: [])  # a rule the deployer misses
+    bigger, messages = _deploy(workspace, model, cpu_cores=2)
+    assert [name for name, _ in fake_arm.refused_updates] == ["driver-qa"]
+    assert any("ACI refused to update it in place" in m for m in messages)
+    assert bigger.scoring_uri == first.scoring_uri
+    assert api.smoke_test(bigger.scoring_uri, request_file=REQUEST, key=bigger.key, count=1,
+                          readiness_timeout_s=5).passed
+
+
+def test_a_pipeline_identity_without_a_key_vault_role_gets_one_line_and_no_group(workspace, fake_arm, model,
+                                                                                 key_vault):
+    key_vault.officer_oids.clear()
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, model)
+    assert str(raised.value) == ("key vault https://kv-mlw.vault.azure.net/ refused to store the scoring key "
+                                 "(HTTP 403); give the pipeline's identity the 'Key Vault Secrets Officer' role on it")
+    assert fake_arm.puts() == []

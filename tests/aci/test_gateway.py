@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from aci_support import SCORING, StandIn, free_port, require
+from aci_support import SCORING, StandIn, free_port, group_spec, require
 from amlops import api
 from amlops.deploy.aci import gateway
 from amlops.deploy.local import target as local
@@ -37,12 +37,11 @@ def caddy(tmp_path):
     stand = StandIn(tmp_path / "caddy", cert=tmp_path / "unused")
     stand.root.mkdir()
     yield stand
-    stand.stop()
+    stand.close()
 
 
 def _spec(key: str | None) -> GroupSpec:
-    return GroupSpec(name="g", location="westeurope", model_name="driver", model_version=1, package_sha256="0" * 64,
-                     entry_script="score.py", cpu_cores=1, memory_gb=1.5, dns_name_label="g1", tags={}, key=key)
+    return group_spec(key=key)
 
 
 def _call(url: str, authorization: str | None, context: ssl.SSLContext | None = None) -> tuple[int, str]:

@@ -218,14 +218,18 @@ class FakeAzureML:
 
     def _seed(self) -> None:
         workspace_id = str(uuid.uuid5(uuid.NAMESPACE_URL, self.prefix))
-        storage_id = (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/"
-                      f"Microsoft.Storage/storageAccounts/{self.storage_account}")
+        group = f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers"
+        storage_id = f"{group}/Microsoft.Storage/storageAccounts/{self.storage_account}"
+        # the linked key vault and registry, as in the recorded workspace answers (spelling of Keyvault included)
+        self.key_vault_id = f"{group}/Microsoft.Keyvault/vaults/kv-{self.workspace}"
+        self.registry_id = f"{group}/Microsoft.ContainerRegistry/registries/acr{self.workspace.replace('-', '')}"
         self.resources[self.prefix.lower()] = {
             "id": self.prefix, "name": self.workspace, "type": "Microsoft.MachineLearningServices/workspaces",
             "location": self.location, "kind": "Default", "sku": {"name": "Basic", "tier": "Basic"},
             "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4())},
             "properties": {"workspaceId": workspace_id, "friendlyName": self.workspace,
                            "discoveryUrl": f"https://{self.data_host}/discovery", "storageAccount": storage_id,
+                           "keyVault": self.key_vault_id, "containerRegistry": self.registry_id,
                            "provisioningState": "Succeeded", "hbiWorkspace": False,
                            "mlFlowTrackingUri": f"azureml://{self.data_host}/mlflow/v1.0{self.prefix}",
                            "publicNetworkAccess": "Enabled", "v1LegacyMode": False},

@@ -65,7 +65,8 @@ def deploy(template: Path | dict | None, *, subscription: str, resource_group: s
 
     def runtime(resource_id: str) -> dict:
         principal = principals.setdefault(resource_id.lower(), str(uuid.uuid4()))
-        return {"identity": {"type": "SystemAssigned", "principalId": principal, "tenantId": str(uuid.uuid4())}}
+        return {"identity": {"type": "SystemAssigned", "principalId": principal, "tenantId": str(uuid.uuid4())},
+                "principalId": principal}  # a user-assigned identity's reference() (no 'full')
 
     evaluator = checks.Evaluator(tpl, {"baseName": workspace.removeprefix("mlw-") or "amlops",
                                        "pipelinePrincipalObjectId": pipeline_principal or ""}, runtime=runtime)

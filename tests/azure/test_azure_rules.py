@@ -140,7 +140,7 @@ def test_the_templates_role_lets_the_clusters_identity_read_and_nothing_else_doe
     # no pipelinePrincipalObjectId: the template makes none of the pipeline principal's roles
     assert {a.principal_id for a in fake.deployment.role_assignments} == {cluster}
     fake.deploy_template(pipeline_principal="0a1b2c3d-0000-4000-8000-00000000abcd")
-    assert len(fake.deployment.role_assignments) == 4
+    assert len(fake.deployment.role_assignments) == 7  # + the ACI identity's two roles and Key Vault Secrets Officer
 
 
 def test_a_key_based_datastore_needs_no_role(azure_ws, fake, training_project):

@@ -195,7 +195,9 @@ class FrontDoor:
             self.refused.append(f"{method} https://{host}{parts.path}: {problem}")
             return 401, {"error": {"code": "InvalidAuthenticationToken", "message": problem}}, {}
         payload = json.loads(body) if body else None
-        if host == ARM_HOST and "/providers/microsoft.containerinstance/" in parts.path.lower():
+        aci_owned = "/providers/microsoft.containerinstance/" in parts.path.lower() or \
+            parts.path.lower() in getattr(self.aci, "resources", {})  # the registry, vault and identity it reads
+        if host == ARM_HOST and aci_owned:
             self.aci.received.append((method, parts.path, payload))  # as FakeArm's own listener records them
             return self.aci.handle(method, parts.path, parse_qs(parts.query), payload)
         answer = self.aml.handle(method, f"https://{host}{path}", headers, body or None)

@@ -6,8 +6,9 @@ The tasks reach them only through what a user sets on a real agent: an AzureRM s
 cloud (environment AzureStack, its Resource Manager URL; the sign-in endpoint is discovered from the cloud's
 metadata as Azure's own tasks do), a client secret, `https_proxy` (the proxy tunnels the cloud's host names to
 the local servers), `REQUESTS_CA_BUNDLE`/`SSL_CERT_FILE` for the test CA, and `http_proxy`, through which the
-container group's address reaches its local stand-in (the init container's command, an upstream, the real Caddy
-with the gateway configuration of the PUT body), as in tests/aci.
+container group's address reaches its local stand-in (the inference container's command fetching the package with
+a token of the group's identity, an upstream, the real Caddy with the gateway configuration of the PUT body), as
+in tests/aci. The workspace's key vault (tests/aci/fake_keyvault.py) is reached at its name in the cloud.
 
 Test-side choices: the fake job goes Running -> Completed (one poll interval of the task's 10 s, not five); a
 model version created from a job output stores the output's datastore path (StackAzureML); the upstream behind
@@ -24,16 +25,16 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 import aml_fake
-from aci_support import StandIn, require
+from aci_support import IDENTITY_CLIENT_ID, IDENTITY_PRINCIPAL_ID, StandIn, require
 from aml_fake import FakeAzureML
 from azurite import Azurite, azurite_available, make_certificate
 from devops_agent import Agent, Connection, TaskRun
 from fake_arm import FakeArm, Script, Step, container_state
+from fake_keyvault import FakeKeyVault
 from stack_cloud import ARM_HOST, DOMAIN, LOGIN_HOST, RESOURCE_MANAGER, STORAGE_AUDIENCE, STORAGE_SUFFIX, \
     ConnectProxy, FakeEntra, FrontDoor
 
@@ -47,6 +48,8 @@ ACCOUNT_KEY = base64.b64encode(b"amlops-stack-storage-key-32byte!").decode()
 TENANT = "3f6b7a51-9c3d-4c1e-8d4f-0b1c2d3e4f50"
 CLIENT = "8a1f2e3d-4c5b-4a69-9788-1a2b3c4d5e6f"
 LOCATION = "westeurope"
+VAULT_HOST = f"kv-{WORKSPACE}.vault.{DOMAIN}"
+VAULT_AUDIENCE = f"https://vault.{DOMAIN}"
 TRAINING_DATA = "azureml://datastores/workspaceblobstore/paths/data/porto_seguro_sample.csv"
 METRICS = {"auc": 0.7412, "accuracy": 0.9631}
 
@@ -85,15 +88,13 @@ class Blobs:
 
 
 def group_script(stand: StandIn) -> Script:
-    """The host creating the group: the init container runs, then the group is running (the stand-in starts)."""
+    """The host creating the group: the containers start, then the group is running (the stand-in starts)."""
     waiting = container_state("Waiting", detail="ContainerCreating")
     started = {"count": 1, "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z",
                "name": "Started", "message": "Started container", "type": "Normal"}
     return Script([
-        Step("Creating", "Pending", {"fetch-package": container_state("Running"), "inference": waiting,
-                                     "gateway": waiting}),
-        Step("Succeeded", "Running", {"fetch-package": container_state("Terminated", 0, detail="Completed"),
-                                      "inference": container_state("Running"), "gateway": container_state("Running")},
+        Step("Creating", "Pending", {"inference": container_state("Running"), "gateway": waiting}),
+        Step("Succeeded", "Running", {"inference": container_state("Running"), "gateway": container_state("Running")},
              [started]),
     ], on_running=stand.run, on_deleted=stand.stop)
 
@@ -103,6 +104,7 @@ class Cloud:
     entra: FakeEntra
     aml: StackAzureML
     aci: StackArm
+    vault: FakeKeyVault
     door: FrontDoor
     proxy: ConnectProxy
     stand: StandIn
@@ -132,27 +134,36 @@ def cloud(tmp_path, monkeypatch, prepared_tools):
     require("azurite" if azurite_available() is None else None, "Azurite (npm ci --prefix tests/azure)")
     folder = tmp_path / "cloud"
     folder.mkdir()
-    names = [ARM_HOST, LOGIN_HOST, f"{LOCATION}.api.{DOMAIN}", f"{ACCOUNT}.blob.{STORAGE_SUFFIX}"]
+    names = [ARM_HOST, LOGIN_HOST, f"{LOCATION}.api.{DOMAIN}", f"{ACCOUNT}.blob.{STORAGE_SUFFIX}", VAULT_HOST]
     certificate, private_key = make_certificate(folder, names)
     (folder / "azurite").mkdir()
     storage = Azurite(folder / "azurite", {ACCOUNT: ACCOUNT_KEY})
     storage.cert, storage.key = certificate, private_key  # the cloud's certificate, not its own
     storage.start()
-    stand = StandIn(folder / "stand-in", certificate)
+    identity = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/"
+                f"Microsoft.ManagedIdentity/userAssignedIdentities/{WORKSPACE}-aci")
+    stand = StandIn(folder / "stand-in", certificate,
+                    identities={identity.lower(): (IDENTITY_CLIENT_ID, IDENTITY_PRINCIPAL_ID)})
     stand.root.mkdir()
     entra = FakeEntra(TENANT, CLIENT, "spn-" + secrets.token_urlsafe(24))
     aci = StackArm(certificate, private_key, resource_group=RESOURCE_GROUP, subscription=SUBSCRIPTION, tenant=TENANT)
     aci.script_for = lambda name, body: group_script(stand)
+    pipeline_oid = str(uuid.uuid5(uuid.NAMESPACE_OID, CLIENT))  # FakeEntra's oid of the service principal
+    vault = FakeKeyVault(certificate, private_key, TENANT, {pipeline_oid}, VAULT_HOST, VAULT_AUDIENCE).start()
     door = proxy = None
     try:
         aml = StackAzureML(subscription=SUBSCRIPTION, resource_group=RESOURCE_GROUP, workspace=WORKSPACE,
                            storage_account=ACCOUNT, storage_key=ACCOUNT_KEY, storage_suffix=STORAGE_SUFFIX,
                            location=LOCATION, container=f"azureml-blobstore-{uuid.uuid4().hex[:12]}")
+        aci.add_resource(aml.registry_id, {"loginServer": f"acr{WORKSPACE.replace('-', '')}.azurecr.{DOMAIN}"})
+        aci.add_resource(aml.key_vault_id, {"vaultUri": f"https://{VAULT_HOST}/", "enableRbacAuthorization": True})
+        aci.add_resource(identity, {"clientId": IDENTITY_CLIENT_ID, "principalId": IDENTITY_PRINCIPAL_ID,
+                                    "tenantId": TENANT})
         door = FrontDoor(certificate, private_key, entra, aml, aci, LOCATION).start()
         own_hosts = {ARM_HOST, LOGIN_HOST, aml.data_host}
-        proxy = ConnectProxy(lambda host: door.port if host in own_hosts else
+        proxy = ConnectProxy(lambda host: door.port if host in own_hosts else vault.port if host == VAULT_HOST else
                              storage.port if host.endswith(f".blob.{STORAGE_SUFFIX}") else None).start()
-        made = Cloud(entra, aml, aci, door, proxy, stand, certificate, entra.client_secret)
+        made = Cloud(entra, aml, aci, vault, door, proxy, stand, certificate, entra.client_secret)
         for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "AZUREML_CURRENT_CLOUD",
                      "AZURE_CLOUD", "CURL_CA_BUNDLE"):
             monkeypatch.delenv(name, raising=False)
@@ -168,7 +179,8 @@ def cloud(tmp_path, monkeypatch, prepared_tools):
                            "metrics": {"metrics.json": json.dumps(METRICS).encode()}}
         yield made
     finally:
-        stand.stop()
+        stand.close()
+        vault.stop()
         for server in (door, proxy):
             if server is not None:
                 server.stop()
@@ -239,7 +251,9 @@ def test_four_tasks_on_a_custom_cloud(cloud: Cloud, prepared_tools, sources, tmp
     assert deploy.outputs["deploymentName"] == deployment
     assert deploy.outputs["scoringUri"] == f"http://{fqdn}/score"
     assert smoke.outputs["smokeTestPassed"] == "true"
-    assert cloud.stand.errors == [] and "unpacked" in cloud.stand.init_output
+    assert cloud.stand.errors == [] and "amlops-fetch: unpacked" in cloud.stand.logs()
+    # the package was read with a token of the group's identity, asked for when the container started
+    assert [r["client_id"] for r in cloud.stand.endpoint.requests] == [IDENTITY_CLIENT_ID]
     # the registered folder, nested as Azure ML nests it under AZUREML_MODEL_DIR (score.py searches below it)
     assert (cloud.stand.app_root / "azureml-models" / "safe-driver-model" / "1" / "model" / "model.txt").is_file()
 
@@ -257,20 +271,20 @@ def test_four_tasks_on_a_custom_cloud(cloud: Cloud, prepared_tools, sources, tmp
     assert _secret_free(runs, cloud.client_secret) == [], "the service principal's secret leaked"
     assert all(cloud.client_secret in run.secrets for run in runs.values())
     assert key not in cloud.stand.logs(), "the key reached the gateway's or the upstream's log"
-    init_env = {e["name"]: e for e in group["properties"]["initContainers"][0]["properties"]["environmentVariables"]}
-    signature = parse_qs(urlsplit(init_env["AMLOPS_PACKAGE_URL"]["secureValue"]).query)["sig"][0]
-    for secret in (signature, ACCOUNT_KEY):  # the package's SAS, the key azure-ai-ml reads with listSecrets
-        assert not [step for step, run in runs.items() if secret in run.stdout or secret in run.stderr]
+    # the key is kept in the workspace's key vault (and in the gateway's secret volume), nowhere else
+    assert cloud.vault.secrets[f"amlops-{deployment}-scoring-key"]["value"] == key
+    assert not [step for step, run in runs.items() if ACCOUNT_KEY in run.stdout or ACCOUNT_KEY in run.stderr], \
+        "the storage key azure-ai-ml reads with listSecrets leaked"
 
     # every request reached the fakes through the connection's cloud, signed in, and spec-valid
     assert cloud.door.metadata_reads >= 3, "the tasks that open the workspace discover the sign-in endpoint"
     assert cloud.proxy.refused == [] and cloud.door.refused == [] and cloud.entra.refused == []
     assert {target.rsplit(":", 1)[0] for target in cloud.proxy.tunnels} == {
-        ARM_HOST, LOGIN_HOST, cloud.aml.data_host, f"{ACCOUNT}.blob.{STORAGE_SUFFIX}"}
-    # Resource Manager; storage (the deployment package and key); Azure ML, whose token azure-ai-ml sends along
-    # with a pipeline job (x-ms-user-aml-token), for the cloud's aml_resource_id
+        ARM_HOST, LOGIN_HOST, cloud.aml.data_host, f"{ACCOUNT}.blob.{STORAGE_SUFFIX}", VAULT_HOST}
+    # Resource Manager; storage (the deployment package); the key vault (the scoring key); Azure ML, whose token
+    # azure-ai-ml sends along with a pipeline job (x-ms-user-aml-token), for the cloud's aml_resource_id
     assert {issued.audience for issued in cloud.entra.issued} == {
-        RESOURCE_MANAGER.rstrip("/"), STORAGE_AUDIENCE, "https://ml.azure.com"}
+        RESOURCE_MANAGER.rstrip("/"), STORAGE_AUDIENCE, VAULT_AUDIENCE, "https://ml.azure.com"}
     assert {issued.client_id for issued in cloud.entra.issued} == {CLIENT}
     assert cloud.aml.problems == [] and cloud.aml.unhandled == [] and cloud.aml.answer_problems == []
     assert cloud.aci.invalid_bodies == [] and cloud.aci.unhandled == []

@@ -3,11 +3,11 @@
 * the package: one deterministic tar.gz holding the scoring folder at its root and the registered model
   under `azureml-models/<name>/<version>/`, the layout of /var/azureml-app in an Azure ML inference
   container; named by its content hash, so an unchanged package is uploaded once;
-* a short-lived, read-only user-delegation SAS URL for that one blob, which the init container uses;
-* the scoring key, so that a redeploy that changes nothing can hand the pipeline the key again.
+* nothing else: the group reads the package with its own identity (Storage Blob Data Reader on the
+  container), so no SAS is signed, and the scoring key lives in the key vault (aci.keys), never here.
 
 Everything lives in the container `amlops-deployments` under `<deployment>/`. The identity needs the
-"Storage Blob Data Contributor" role on the account (it includes getting a user delegation key).
+"Storage Blob Data Contributor" role on the account.
 """
 from __future__ import annotations
 
@@ -16,15 +16,14 @@ import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from amlops.deploy.aci.service_errors import ServiceErrors
 from amlops.errors import AmlopsError
 
 CONTAINER = "amlops-deployments"
 MODELS_FOLDER = "azureml-models"
-CLOCK_SKEW = timedelta(minutes=5)
 _IGNORED = {"__pycache__", ".git", ".ipynb_checkpoints"}
 
 
@@ -97,38 +96,13 @@ class DeploymentStorage:
                     pass
         return name
 
-    def read_url(self, blob_name: str, lifetime: timedelta) -> str:
-        """An https URL that can read this one blob until `lifetime` from now, signed with a user delegation key."""
-        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
-
-        now = datetime.now(timezone.utc)
-        start, expiry = now - CLOCK_SKEW, now + lifetime
-        with self._translated("get a user delegation key"):
-            delegation_key = self.service.get_user_delegation_key(start, expiry)
-        sas = generate_blob_sas(self.account, CONTAINER, blob_name, user_delegation_key=delegation_key,
-                                permission=BlobSasPermissions(read=True), start=start, expiry=expiry,
-                                protocol="https")
+    def blob_url(self, blob_name: str) -> str:
+        """The blob's https URL, without any SAS: the deployment's identity opens it with a token."""
         url = self.service.get_blob_client(CONTAINER, blob_name).url
         if not url.startswith("https://"):
-            raise AmlopsError(f"the storage endpoint of account {self.account} is not https; a SAS is only ever "
-                              "sent over https")
-        return f"{url}?{sas}"
-
-    def save_key(self, deployment: str, key: str) -> None:
-        with self._translated("store the scoring key"):
-            self._ensure_container()
-            self.service.get_blob_client(CONTAINER, f"{deployment}/scoring-key").upload_blob(
-                key.encode(), overwrite=True)
-
-    def load_key(self, deployment: str) -> str | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            with self._translated("read the scoring key"):
-                data = self.service.get_blob_client(CONTAINER, f"{deployment}/scoring-key").download_blob().readall()
-        except ResourceNotFoundError:
-            return None
-        return data.decode()
+            raise AmlopsError(f"the storage endpoint of account {self.account} is not https; tokens only travel "
+                              "over https")
+        return url
 
     def delete(self, deployment: str) -> int:
         """Remove every blob of the deployment; returns how many."""
@@ -153,37 +127,5 @@ class DeploymentStorage:
         except ResourceExistsError:
             pass
 
-    def _translated(self, action: str) -> "_StorageErrors":
-        return _StorageErrors(action, self.account)
-
-
-class _StorageErrors:
-    """Turns the storage SDK's errors into one actionable line (without any URL: it could carry a SAS)."""
-
-    def __init__(self, action: str, account: str):
-        self.action, self.account = action, account
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: Any, traceback: Any) -> bool:
-        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-
-        if error is None or isinstance(error, ResourceNotFoundError):
-            return False
-        if isinstance(error, ClientAuthenticationError) and getattr(error, "status_code", None) is None:
-            raise AmlopsError(f"could not sign in to storage account {self.account} to {self.action}: "
-                              f"{_first_line(error)}; check the service connection's credentials") from None
-        if isinstance(error, HttpResponseError) and error.status_code in (401, 403):
-            raise AmlopsError(f"storage account {self.account} refused to {self.action} (HTTP {error.status_code}); "
-                              "give the pipeline's identity the 'Storage Blob Data Contributor' role on it") from None
-        if isinstance(error, HttpResponseError):
-            raise AmlopsError(f"storage account {self.account} failed to {self.action}: HTTP {error.status_code} "
-                              f"{getattr(error, 'error_code', '') or ''}; retry, or check the account").replace(
-                                  " ;", ";") from None
-        return False
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    def _translated(self, action: str) -> ServiceErrors:
+        return ServiceErrors(action, f"storage account {self.account}", "Storage Blob Data Contributor")

@@ -3,15 +3,17 @@
 Azure ML SDK v2 has no ACI target (and SDK v1 is out of support), so the container group is built
 directly with azure-mgmt-containerinstance (see aci_group for its shape). A deploy:
 
-1. packages the registered model files and the scoring folder, uploads the package to the workspace's
-   storage and signs a short-lived, read-only user-delegation SAS for it (aci_storage);
-2. generates a scoring key (unless auth is off) for the gateway, stores it next to the package;
-3. creates or replaces the container group (one PUT, a long-running operation);
-4. waits, with a deadline, until the scoring URI answers through the gateway with the key (and refuses
+1. finds the workspace's registry, key vault and the template's user-assigned identity (aci.resources);
+2. packages the registered model files and the scoring folder and uploads the package to the workspace's
+   storage (aci.storage); the group reads it with its identity, so nothing in its definition expires;
+3. generates a scoring key (unless auth is off) for the gateway and keeps it in the key vault (aci.keys);
+4. creates or replaces the container group (one PUT, a long-running operation); when a change is one ACI
+   cannot make in place (CPU, memory, ports...), it deletes the group first and creates it again;
+5. waits, with a deadline, until the scoring URI answers through the gateway with the key (and refuses
    without it); on failure or timeout the error carries the group's events and the containers' logs.
 
 Redeploying the same model version with the same settings is a no-op unless forced. Secrets (the key,
-the SAS) never reach a log, an exception or a repr: `_Secrets.scrub` cleans every text we show.
+its configuration) never reach a log, an exception or a repr: `_Secrets.scrub` cleans every text we show.
 """
 from __future__ import annotations
 
@@ -25,12 +27,15 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from amlops.deploy.aci import group as aci_group
+from amlops.deploy.aci import resources as aci_resources
 from amlops.deploy.aci.group import GroupSpec, check_name
+from amlops.deploy.aci.keys import KeyVaultKeys
+from amlops.deploy.aci.resources import AciResources
 from amlops.deploy.aci.storage import DeploymentStorage, build_package
 from amlops.deploy.aci.gateway import Tls
 from amlops.errors import AmlopsError, NotFoundError
@@ -38,7 +43,7 @@ from amlops.workspace.entities import Deployment, ModelVersion
 
 READINESS_TIMEOUT_S = 1200.0  # pulling the inference image and installing requirements take minutes
 POLL_INTERVAL_S = 10.0
-SAS_LIFETIME = timedelta(hours=2)
+PROTECTION_CHECK_S = 60.0  # how long a request without the key may go unanswered
 CRASH_RESTARTS = 3
 LOG_TAIL_LINES = 40
 TAG_PREFIX = "amlops-"
@@ -51,15 +56,19 @@ _BUILD_TAGS = {"BUILD_BUILDID": "build-id", "BUILD_BUILDNUMBER": "build-number",
 class AciOptions:
     """Settings beyond the task's inputs (defaults suit the sample project)."""
 
-    image: str = aci_group.DEFAULT_IMAGE
-    gateway_image: str = aci_group.GATEWAY_IMAGE
+    image: str = aci_group.DEFAULT_IMAGE  # from mcr.microsoft.com or the workspace's registry
+    gateway_image: str = ""  # "": <workspace registry>/amlops/caddy:2, imported by environment_setup
+    start_command: str = aci_group.DEFAULT_START  # the image's own start, exec'd after the package fetch
+    registry: str | None = None  # login server; None: the registry linked to the workspace
+    identity: str | None = None  # user-assigned identity (name or id); None: <workspace>-aci
+    key_vault: str | None = None  # vault URI; None: the key vault linked to the workspace
     install_requirements: bool | None = None  # None: at start with the default image, baked into any other
     tls: Tls | None = None
     tls_certificate: Path | None = None  # PEM files for tls.domain; without them Caddy asks Let's Encrypt
     tls_key: Path | None = None
     readiness_timeout_s: float = READINESS_TIMEOUT_S
     poll_interval_s: float = POLL_INTERVAL_S
-    sas_lifetime: timedelta = SAS_LIFETIME
+    protection_check_s: float = PROTECTION_CHECK_S
 
 
 class _Secrets:
@@ -85,26 +94,32 @@ def deploy_aci(ws: Any, model: ModelVersion, name: str, scoring_folder: Path, en
     label = dns_name_label or name
     _check_inputs(name, label, scoring_folder, entry_script, cpu_cores, memory_gb, options)
     client, storage = _aci_client(ws), _storage(ws)
+    found = aci_resources.resolve(ws, client, options.registry, options.identity, options.key_vault)
+    keys = KeyVaultKeys(ws.credential, found.key_vault, _client_kwargs(ws))
     existing = _existing_group(client, ws.resource_group, name)
     with tempfile.TemporaryDirectory(prefix="amlops-aci-") as work:
         model_dir = ws.download_model(model, Path(work) / "model")
         package = build_package(Path(model_dir), model.name, model.version, scoring_folder,
                                 Path(work) / "package.tar.gz")
-        spec = _spec(ws, model, name, label, location, package.sha256, entry_script, cpu_cores, memory_gb,
-                     auth_enabled, replace(options, install_requirements=_install(options, scoring_folder)))
-        current = None if existing is None or force else _unchanged(existing, spec, storage, auth_enabled)
+        spec = _spec(ws, model, name, label, location, found, storage.blob_url(package.blob_name(name)), package.size,
+                     package.sha256, entry_script, cpu_cores, memory_gb, auth_enabled,
+                     replace(options, install_requirements=_install(options, scoring_folder)))
+        aci_group.check_images(spec)
+        current = None if existing is None or force else _unchanged(existing, spec, keys, auth_enabled)
         if current is not None:
             on_info(f"container group {name} already serves {model.ref} with these settings; nothing to do "
                     "(force a redeploy to replace it)")
             return current
-        blob = storage.upload(package, name)
+        storage.upload(package, name)
         on_info(f"uploaded the package of {model.ref} and {scoring_folder.name}/ ({package.size} bytes, "
                 f"sha256 {package.sha256[:12]})")
-        spec = _with_secrets(spec, storage, blob, auth_enabled, options)
+    spec = _with_key(spec, keys, auth_enabled)
+    guard = _Secrets(spec.key)
+    if existing is not None and _recreate(client, ws.resource_group, existing, spec, guard, on_info):
+        existing = None
     on_info(f"{'replacing' if existing is not None else 'creating'} container group {name} in "
             f"{ws.resource_group} ({spec.location}): {model.ref}, {cpu_cores:g} CPU, {memory_gb:g} GB")
-    guard = _Secrets(spec.key, spec.package_url)
-    poller = _begin_put(client, ws.resource_group, spec, options, guard)
+    poller = _begin_put(client, ws.resource_group, spec, options, guard, on_info)
     uri = _wait_ready(client, ws.resource_group, spec, poller, options, guard, on_info)
     return Deployment(name=name, model_name=model.name, model_version=model.version, scoring_uri=uri,
                       status="Healthy", created_at=spec.tags[f"{TAG_PREFIX}created"], key=spec.key)
@@ -118,18 +133,30 @@ def _existing_group(client: Any, resource_group: str, name: str) -> Any | None:
     return existing
 
 
-def _with_secrets(spec: GroupSpec, storage: DeploymentStorage, blob: str, auth_enabled: bool,
-                  options: AciOptions) -> GroupSpec:
-    """A new key (stored for later no-op redeploys) and the package's SAS URL."""
+def _recreate(client: Any, resource_group: str, existing: Any, spec: GroupSpec, guard: _Secrets,
+              on_info: Callable[[str], None]) -> bool:
+    """Delete the existing group when the new one changes what ACI cannot update in place; True if deleted."""
+    reasons = aci_group.recreate_reasons(existing, aci_group.container_group(spec))
+    if not reasons:
+        return False
+    on_info(f"recreating container group {spec.name}: {'; '.join(reasons)} (ACI sets these only when it creates a "
+            f"group). Deleting it first; the DNS name label {spec.dns_name_label}, hence the scoring URI, is kept, "
+            "and the deployment does not answer until the new group is ready")
+    with _arm_errors(f"delete container group {spec.name}", guard):
+        client.container_groups.begin_delete(resource_group, spec.name).result()
+    return True
+
+
+def _with_key(spec: GroupSpec, keys: KeyVaultKeys, auth_enabled: bool) -> GroupSpec:
+    """A new key, kept in the key vault (for later no-op redeploys and for whoever may read it there)."""
     key = secrets.token_urlsafe(32) if auth_enabled else None
     if key:
-        storage.save_key(spec.name, key)
-    return replace(spec, key=key, package_url=storage.read_url(blob, options.sas_lifetime),
-                   tags={**spec.tags, f"{TAG_PREFIX}key-id": _key_id(key)})
+        keys.save(spec.name, key)
+    return replace(spec, key=key, tags={**spec.tags, f"{TAG_PREFIX}key-id": _key_id(key)})
 
 
 def delete_aci(ws: Any, name: str) -> Deployment:
-    """Delete container group `name` and the package and key kept for it."""
+    """Delete container group `name`, its packages and (softly) its key."""
     client = _aci_client(ws)
     group = _get_group(client, ws.resource_group, name)
     if group is None or not _ours(group):
@@ -138,6 +165,7 @@ def delete_aci(ws: Any, name: str) -> Deployment:
     with _arm_errors(f"delete container group {name}", _Secrets()):
         client.container_groups.begin_delete(ws.resource_group, name).result()
     _storage(ws).delete(name)
+    KeyVaultKeys(ws.credential, aci_resources.vault_uri(ws, client), _client_kwargs(ws)).delete(name)
     return _deployment(group, "Deleted")
 
 
@@ -177,17 +205,19 @@ def _install(options: AciOptions, scoring_folder: Path) -> bool:
     return wanted and (scoring_folder / "requirements.txt").is_file()
 
 
-def _spec(ws: Any, model: ModelVersion, name: str, label: str, location: str | None, package_sha256: str,
-          entry_script: str, cpu_cores: float, memory_gb: float, auth_enabled: bool,
-          options: AciOptions) -> GroupSpec:
+def _spec(ws: Any, model: ModelVersion, name: str, label: str, location: str | None, found: AciResources,
+          package_url: str, package_size: int, package_sha256: str, entry_script: str, cpu_cores: float,
+          memory_gb: float, auth_enabled: bool, options: AciOptions) -> GroupSpec:
     tls_files = {}
     if options.tls is not None and options.tls_certificate:
         tls_files = {aci_group.gateway.CERT_FILE: options.tls_certificate.read_bytes(),
                      aci_group.gateway.KEY_FILE: options.tls_key.read_bytes()}
     spec = GroupSpec(name=name, location=location or ws.location(), model_name=model.name,
                      model_version=model.version, package_sha256=package_sha256, entry_script=entry_script,
-                     cpu_cores=cpu_cores, memory_gb=memory_gb, dns_name_label=label, tags={}, image=options.image,
-                     gateway_image=options.gateway_image, install_requirements=bool(options.install_requirements),
+                     cpu_cores=cpu_cores, memory_gb=memory_gb, dns_name_label=label, tags={}, registry=found.registry,
+                     identity=found.identity, package_url=package_url, package_size=package_size, image=options.image,
+                     gateway_image=options.gateway_image, start_command=options.start_command,
+                     install_requirements=bool(options.install_requirements),
                      tls=options.tls,
                      tls_files=tls_files)
     return replace(spec, tags=_tags(ws, model, spec, auth_enabled))
@@ -196,10 +226,11 @@ def _spec(ws: Any, model: ModelVersion, name: str, label: str, location: str | N
 def _settings_digest(spec: GroupSpec, auth_enabled: bool) -> str:
     settings = {"package": spec.package_sha256, "entry": spec.entry_script, "cpu": spec.cpu_cores,
                 "memory": spec.memory_gb, "label": spec.dns_name_label, "location": spec.location,
-                "image": spec.image, "gateway": spec.gateway_image, "install": spec.install_requirements,
+                "image": spec.image, "gateway": spec.gateway, "install": spec.install_requirements,
+                "start": spec.start_command, "identity": spec.identity.resource_id, "package_url": spec.package_url,
                 "tls": repr(spec.tls),
                 "tls_files": {k: hashlib.sha256(v).hexdigest() for k, v in spec.tls_files.items()},
-                "auth": auth_enabled, "layout": 1}
+                "auth": auth_enabled, "layout": 2}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -264,6 +295,10 @@ class _arm_errors:
                  403: "give the pipeline's identity the Contributor role on the resource group "
                       "(Microsoft.ContainerInstance/containerGroups/*)"}
         hint = hints.get(error.status_code or 0, "fix the cause and deploy again")
+        if code == "MissingSubscriptionRegistration":
+            hint = ("register the resource provider once per subscription: az provider register --namespace "
+                    "Microsoft.ContainerInstance (environment_setup/iac-pipeline.yml does it; it needs the "
+                    "Microsoft.ContainerInstance/register/action permission, e.g. Contributor on the subscription)")
         raise AmlopsError(self.guard.scrub(f"Azure refused to {self.action}: HTTP {error.status_code} {code}: "
                                            f"{message}; {hint}")) from None
 
@@ -283,9 +318,23 @@ def _get_group(client: Any, resource_group: str, name: str) -> Any | None:
             return None
 
 
-def _begin_put(client: Any, resource_group: str, spec: GroupSpec, options: AciOptions, guard: _Secrets) -> Any:
+def _begin_put(client: Any, resource_group: str, spec: GroupSpec, options: AciOptions, guard: _Secrets,
+               on_info: Callable[[str], None]) -> Any:
+    """The PUT; should ACI still refuse an in-place update (a rule recreate_reasons does not know), the group
+    is deleted and created once more."""
+    from azure.core.exceptions import HttpResponseError
+
     group = aci_group.container_group(spec)
     with _arm_errors(f"create container group {spec.name}", guard):
+        try:
+            return client.container_groups.begin_create_or_update(
+                resource_group, spec.name, group, polling_interval=options.poll_interval_s)
+        except HttpResponseError as error:
+            if error.status_code != 409 or getattr(error.error, "code", None) != "InvalidContainerGroupUpdate":
+                raise
+        on_info(f"recreating container group {spec.name}: ACI refused to update it in place "
+                "(InvalidContainerGroupUpdate). Deleting it first; the DNS name label, hence the scoring URI, is kept")
+        client.container_groups.begin_delete(resource_group, spec.name).result()
         return client.container_groups.begin_create_or_update(
             resource_group, spec.name, group, polling_interval=options.poll_interval_s)
 
@@ -326,12 +375,12 @@ def _status(group: Any) -> str:
     return "Healthy" if group.provisioning_state == "Succeeded" and state == "Running" else (state or "Unknown")
 
 
-def _unchanged(group: Any, spec: GroupSpec, storage: DeploymentStorage, auth_enabled: bool) -> Deployment | None:
+def _unchanged(group: Any, spec: GroupSpec, keys: KeyVaultKeys, auth_enabled: bool) -> Deployment | None:
     """The running deployment, if it already serves this model version with these settings and answers."""
     if _tag(group, "model") != spec.model_name or _tag(group, "model-version") != str(spec.model_version) \
             or _tag(group, "settings") != spec.tags[f"{TAG_PREFIX}settings"] or _status(group) != "Healthy":
         return None
-    key = storage.load_key(spec.name) if auth_enabled else None
+    key = keys.load(spec.name) if auth_enabled else None
     if _key_id(key) != _tag(group, "key-id"):
         return None
     base = _base_uri(group, spec.tls)
@@ -375,7 +424,7 @@ def _wait_ready(client: Any, resource_group: str, spec: GroupSpec, poller: Any, 
             last = state
         base = _base_uri(group, spec.tls)
         if group.provisioning_state == "Succeeded" and base and _probe(base, spec.key) == 200:
-            _check_protected(client, resource_group, group, base, spec, guard)
+            _check_protected(client, resource_group, group, base, spec, options, on_info)
             on_info(f"{spec.name} answers at {base}/score")
             return f"{base}/score"
         if time.monotonic() >= deadline:
@@ -418,15 +467,28 @@ def _probe(base: str, key: str | None, timeout_s: float = 10) -> int | None:
 
 
 def _check_protected(client: Any, resource_group: str, group: Any, base: str, spec: GroupSpec,
-                     guard: _Secrets) -> None:
+                     options: AciOptions, on_info: Callable[[str], None]) -> None:
+    """Delete the group only when it is confirmed to serve without the key (a 2xx); anything else is retried
+    until the deadline, and an unconfirmed check fails the deploy but keeps the (key-protected) group."""
     if spec.key is None:
         return
-    status = _probe(base, None)
-    if status != 401:
-        client.container_groups.begin_delete(resource_group, spec.name).result()
-        raise AmlopsError(f"{base} answered HTTP {status} without the key, so the gateway does not protect the "
-                          f"model; container group {spec.name} was deleted. Check the gateway image "
-                          f"({spec.gateway_image}) and deploy again")
+    deadline = time.monotonic() + options.protection_check_s
+    while True:
+        status = _probe(base, None)
+        if status == 401:
+            return
+        if status is not None and 200 <= status < 300:
+            client.container_groups.begin_delete(resource_group, spec.name).result()
+            raise AmlopsError(f"{base} answered HTTP {status} without the key, so the gateway does not protect the "
+                              f"model; container group {spec.name} was deleted. Check the gateway image "
+                              f"({spec.gateway}) and deploy again")
+        answer = f"HTTP {status}" if status is not None else "no answer"
+        if time.monotonic() >= deadline:
+            raise AmlopsError(f"could not confirm that {base} refuses requests without the key ({answer} for "
+                              f"{options.protection_check_s:g} s); container group {spec.name} is kept (it answered "
+                              "with the key). Check the network path to it and deploy again")
+        on_info(f"{spec.name}: a request without the key got {answer}; checking again")
+        time.sleep(min(options.poll_interval_s, max(0.0, deadline - time.monotonic())))
 
 
 def _failure(client: Any, resource_group: str, group: Any, problem: str, guard: _Secrets) -> AmlopsError:

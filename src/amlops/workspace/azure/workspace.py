@@ -159,6 +159,14 @@ class AzureWorkspace:
             datastore = self.ml_client.datastores.get_default()
         return datastore.account_name, _blob_endpoint(datastore)
 
+    def linked_resources(self) -> dict[str, str | None]:
+        """Resource ids of the container registry and key vault linked to the workspace."""
+        from amlops.workspace.azure.errors import translated
+
+        with translated(f"workspace {self.workspace_name}"):
+            workspace = self.ml_client.workspaces.get(self.workspace_name)
+        return {"container_registry": workspace.container_registry, "key_vault": workspace.key_vault}
+
     def download_model(self, model: ModelVersion, destination: Path) -> Path:
         """The files of a registered model version, downloaded under `destination`; returns the folder that holds
         them as AZUREML_MODEL_DIR does in an Azure ML deployment (`destination/<name>/`, e.g. `.../model/model.txt`
