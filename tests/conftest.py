@@ -3,7 +3,19 @@ from pathlib import Path
 
 import pytest
 
+import specs
 from support import TESTS
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line for every test that could not run without the reference specs, however many there are."""
+    reason = specs.unavailable_reason()
+    if reason is None:
+        return
+    for outcome in ("skipped", "failed", "error"):
+        count = sum(reason in str(report.longrepr) for report in terminalreporter.stats.get(outcome, []))
+        if count:
+            terminalreporter.write_line(f"{count} tests {outcome} without the reference specs: {reason}")
 
 
 @pytest.fixture
