@@ -7,6 +7,17 @@ import specs
 from support import TESTS
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skip for missing specs inside a fixture is reported at the test's line; report it where specs.py skips,
+    so pytest's summary gives the reason once for all of them."""
+    outcome = yield
+    report = outcome.get_result()
+    reason = specs.unavailable_reason()
+    if reason and report.skipped and isinstance(report.longrepr, tuple) and reason in report.longrepr[2]:
+        report.longrepr = (*specs.skip_location(), report.longrepr[2])
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """One line for every test that could not run without the reference specs, however many there are."""
     reason = specs.unavailable_reason()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -134,6 +135,12 @@ def folder() -> Path:
     if isinstance(found, str):
         missing(found, allow_module_level=True)
     return found
+
+
+def skip_location() -> tuple[str, int]:
+    """Where folder() skips: pytest's -ra summary folds every skip reported there into one line."""
+    lines, start = inspect.getsourcelines(folder)
+    return __file__, start + next(i for i, line in enumerate(lines) if "missing(" in line)
 
 
 class SpecPath(os.PathLike):

@@ -149,10 +149,21 @@ def test_a_file_larger_than_pinned_is_refused(tmp_path: Path):
         download(listing, upstream.url, tmp_path / "cache")
 
 
-def test_missing_specs_skip_locally_and_fail_on_ci(monkeypatch):
+@pytest.fixture
+def no_specs_found(monkeypatch):
+    """This session's locator, as it would be where nothing is found (the real answer is restored after)."""
+    def unavailable(*args, **kwargs):
+        raise SpecsUnavailable("no reference specs: how to get them")
+
+    monkeypatch.setattr(specs, "locate", unavailable)
+    specs._located.cache_clear()
+    yield
+    specs._located.cache_clear()
+
+
+def test_missing_specs_skip_locally_and_fail_on_ci(monkeypatch, no_specs_found):
     for name in ("CI", "TF_BUILD"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(specs, "_located", lambda: "no reference specs: how to get them")
     with pytest.raises(pytest.skip.Exception, match="how to get them"):
         (specs.SPECS / "x").exists()
     for name, value in (("TF_BUILD", "True"), ("CI", "true")):
