@@ -7,6 +7,18 @@ import specs
 from support import TESTS
 
 
+# Fixtures that start a real server process: Azurite (Node), and the ACI stand-in with the real Caddy.
+SERVER_FIXTURES = {"azurite", "stand_in"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items) -> None:
+    """A test that starts a server process is slow, whichever file it is in (before `-m` selects)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """A skip for missing specs inside a fixture is reported at the test's line; report it where specs.py skips,

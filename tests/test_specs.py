@@ -128,7 +128,6 @@ def small_listing() -> dict:
     return {"base_url": "unused", "files": [i for i in manifest()["files"] if i["path"] in names]}
 
 
-@pytest.mark.slow
 def test_a_tampered_file_is_refused_and_nothing_is_cached(tmp_path: Path):
     listing = small_listing()
     served = upstream_files(specs.folder(), listing)
@@ -139,7 +138,6 @@ def test_a_tampered_file_is_refused_and_nothing_is_cached(tmp_path: Path):
     assert not (tmp_path / "cache").exists() and not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow
 def test_a_file_larger_than_pinned_is_refused(tmp_path: Path):
     listing = small_listing()
     served = upstream_files(specs.folder(), listing)
