@@ -1,14 +1,18 @@
 """Writes tests/specs-manifest.json from a folder of reference specs: every file with its sha256, size and
 where it came from (repository, commit, path), as ../shared/specs/README.md and its recordings README record.
 
-    python tests/specs_manifest.py ../shared/specs
+    python tests/specs_manifest.py ../shared/specs [MIRRORS]
 
 Run it again whenever the specs folder changes; tests/specs.py downloads and checks against its output.
+MIRRORS, a folder of git clones named `<owner>+<name>/repo`, checks each file against the upstream bytes: the
+short commit becomes the full one, and a file whose commit was not recorded gets the newest commit whose version
+of the file has exactly these bytes. Each entry then says whether its bytes were compared with upstream.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -100,15 +104,56 @@ def entry(specs: Path, path: Path) -> dict:
     raise SystemExit(f"{name}: no source known; add it to SOURCES in {Path(__file__).name}")
 
 
-def build(specs: Path) -> dict:
+def upstream_bytes(mirror: Path, commit: str, path: str) -> bytes | None:
+    done = subprocess.run(["git", "-C", str(mirror), "show", f"{commit}:{path}"], capture_output=True)
+    return done.stdout if done.returncode == 0 else None
+
+
+def full_commit(mirror: Path, commit: str) -> str | None:
+    done = subprocess.run(["git", "-C", str(mirror), "rev-parse", "--verify", "-q", f"{commit}^{{commit}}"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def matches(item: dict, data: bytes | None) -> bool:
+    if data is not None and item.get("upstream_line_endings") == "CRLF":
+        data = data.replace(b"\r\n", b"\n")
+    return data is not None and hashlib.sha256(data).hexdigest() == item["sha256"]
+
+
+def verify(item: dict, mirrors: Path) -> dict:
+    """The entry with a full commit and `upstream_verified`, when a clone of its repository is at hand."""
+    mirror = mirrors / item.get("repo", "").replace("/", "+") / "repo"
+    if "repo" not in item or not mirror.is_dir():
+        return item
+    commit = full_commit(mirror, item["commit"])
+    if commit and matches(item, upstream_bytes(mirror, commit, item["upstream"])):
+        return item | {"commit": commit, "upstream_verified": True}
+    if item.get("note") == UNRECORDED_COMMIT:
+        history = subprocess.run(["git", "-C", str(mirror), "log", "--format=%H", "--", item["upstream"]],
+                                 capture_output=True, text=True).stdout.split()
+        found = next((c for c in history if matches(item, upstream_bytes(mirror, c, item["upstream"]))), None)
+        if found:
+            return item | {"commit": found, "upstream_verified": True,
+                           "note": "the commit was not recorded when copying; this one holds exactly these bytes"}
+    return item | {"upstream_verified": False}
+
+
+def build(specs: Path, mirrors: Path | None = None) -> dict:
     files = [entry(specs, path) for path in sorted(specs.rglob("*"))
              if path.is_file() and path.name not in NOT_LISTED]
+    if mirrors is not None:
+        files = [verify(item, mirrors) for item in files]
     return {
         "about": "The reference specs the tests read, pinned: tests/specs.py downloads each file from "
                  "base_url/repo/commit/upstream (or copies it from in_repo) and refuses it unless its sha256 matches. "
-                 "The hashes are of the copies in ../shared/specs, which were transcribed from the sources named; "
-                 "they were not compared with the upstream bytes (no network where this was generated). Short "
-                 "commits are as recorded when copying; GitHub resolves them.",
+                 "The hashes are of the copies in ../shared/specs, which were transcribed from the sources named. "
+                 "upstream_verified: true means the file's bytes at that commit were compared with a clone of the "
+                 "repository and match; false means they were compared and differ (that file's download will be "
+                 "refused); absent means no clone was at hand to compare (short commits as recorded when copying). "
+                 "Files that cannot equal upstream bytes: those with upstream_line_endings CRLF (transcribed with "
+                 "LF; the download converts CRLF to LF before checking) and those with in_repo (extracted from "
+                 "recordings: no upstream file holds them, so they are kept in this repository).",
         "base_url": RAW_BASE_URL,
         "files": files,
     }
@@ -123,10 +168,10 @@ def dumps(manifest: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit("usage: python tests/specs_manifest.py SPECS_FOLDER")
+    if len(argv) not in (1, 2):
+        raise SystemExit("usage: python tests/specs_manifest.py SPECS_FOLDER [MIRRORS]")
     specs = Path(argv[0]).resolve()
-    manifest = build(specs)
+    manifest = build(specs, Path(argv[1]) if len(argv) == 2 else None)
     MANIFEST.write_text(dumps(manifest))
     print(f"{MANIFEST.relative_to(REPO)}: {len(manifest['files'])} files from {specs}")
 
