@@ -211,6 +211,18 @@ def test_the_agentless_wait_example_in_the_setup_guide_is_valid_and_complete():
     assert gate in job_steps(train) and gate["name"] == "train"  # what the deployment stages read
 
 
+def test_the_example_on_the_marketplace_page_is_valid_complete_and_deploys_only_a_new_model():
+    text = (REPO / "extension" / "overview.md").read_text()
+    document = yaml.safe_load(re.search(r"## Example\s+```yaml\n(.*?)```", text, re.S).group(1))
+    assert errors(document) == []
+    by_task = tasks_by_reference()
+    ours = [s for s in steps(document) if s.get("task") in by_task]
+    assert len(ours) == 4 and all(missing_required_inputs(s, by_task[s["task"]]) == [] for s in ours)
+    for registered, expected in (("true", True), ("false", False), (None, False)):
+        context = Context({} if registered is None else {"train.modelRegistered": registered})
+        assert [runs(s.get("condition"), context) for s in ours[2:]] == [expected, expected]
+
+
 def test_a_required_input_made_visible_by_the_default_target_must_be_given():
     """What shipped once: AmlSmokeTest defaulted to target azure and so required a connection the sample omitted."""
     by_task = tasks_by_reference()
