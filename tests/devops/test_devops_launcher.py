@@ -29,7 +29,7 @@ if os.environ.get("FAKE_MODE") == "crash":
     sys.exit(3)
 print("##vso[task.complete result=Succeeded;]fake done", flush=True)
 '''
-SMOKE = {"target": "local", "scoringUri": "http://127.0.0.1:9/score"}
+SMOKE = {"scoringUri": "http://127.0.0.1:9/score"}
 
 
 def _fake_wheel(folder: Path) -> Path:
