@@ -1,9 +1,7 @@
 """Paths and helpers shared by the tests (conftest.py holds the fixtures)."""
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
-SPECS = REPO.parent / "shared" / "specs"
+from specs import REPO, SPECS, TESTS  # noqa: F401 (SPECS: the reference specs, located on first use)
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -1,7 +1,7 @@
 """Offline checks of environment_setup/: the ARM template, its example parameters and iac-pipeline.yml.
 
 Nothing here talks to Azure. The template is checked three ways:
-- syntax, against the official schemas in ../shared/specs/azure/arm-template-schemas (the top-level
+- syntax, against the official schemas in the reference specs' azure/arm-template-schemas (the top-level
   deploymentTemplate schema, then each resource against its own resource schema);
 - meaning, by evaluating its expressions with a small evaluator of the ARM functions it uses, for a
   whole range of allowed base names, so that derived names, references, dependsOn and outputs are
@@ -30,8 +30,9 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT7
 
+from support import SPECS
+
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT.parent / "shared" / "specs"
 ARM_SCHEMAS = SPECS / "azure" / "arm-template-schemas"
 PIPELINES_SCHEMA = SPECS / "azure-devops" / "pipelines-yaml.schema.json"
 SETUP = ROOT / "environment_setup"
@@ -43,7 +44,7 @@ SCHEMA_BASE = "https://schema.management.azure.com/schemas/"
 TEMPLATE_SCHEMA_ID = SCHEMA_BASE + "2019-04-01/deploymentTemplate.json"
 PARAMETERS_SCHEMA_ID = SCHEMA_BASE + "2019-04-01/deploymentParameters.json"
 
-# Resource types whose schema is not in ../shared/specs: they are checked against the generic
+# Resource types whose schema is not in the reference specs: they are checked against the generic
 # resourceBase of deploymentTemplate.json only, plus the hand-written tests below.
 TYPES_WITHOUT_LOCAL_SCHEMA = {
     "Microsoft.OperationalInsights/workspaces",  # no Microsoft.OperationalInsights schema copied
@@ -407,7 +408,7 @@ def arm_schemas() -> ArmSchemas:
     missing: set[str] = set()
 
     def retrieve(uri: str) -> Resource[Any]:
-        # A schema file that is not in ../shared/specs: permissive, and remembered so a test can
+        # A schema file that is not in the reference specs: permissive, and remembered so a test can
         # say which ones were needed.
         missing.add(uri)
         return Resource.from_contents({}, default_specification=DRAFT4)

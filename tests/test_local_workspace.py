@@ -32,6 +32,14 @@ def test_publish_snapshots_and_versions(workspace, mini_project: Path):
     assert run.metrics == {"auc": 0.7}, "the run must use the snapshot, not the edited source"
 
 
+def test_the_local_workspace_refuses_to_submit_without_waiting(workspace, mini_project: Path):
+    """It runs the steps in this process: there is nothing to come back to, so it says so instead of pretending."""
+    published = api.publish(workspace, mini_project / "pipeline.yml")
+    with pytest.raises(AmlopsError, match="cannot submit without waiting"):
+        api.submit(workspace, published.name, wait=False)
+    assert workspace.list_runs() == []
+
+
 def test_publish_with_a_given_version_is_idempotent_but_immutable(workspace, mini_project: Path):
     api.publish(workspace, mini_project / "pipeline.yml", version="20261129.1")
     again = api.publish(workspace, mini_project / "pipeline.yml", version="20261129.1")

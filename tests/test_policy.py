@@ -19,8 +19,8 @@ from click.testing import CliRunner, Result
 from amlops import policy
 from amlops.errors import AmlopsError
 from fakes.azure_devops import BUILD, COMMENTS, MIN_REVIEWERS, FakeAzureDevOps
+from support import SPECS
 
-SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
 TOKEN = "pat-0123456789-secret"
 PROJECT = "Fabrikam Fiber"
 REPO = "amlops"

@@ -58,14 +58,17 @@ def submit(ws: Workspace, pipeline_name: str, *, version: str | None = None,
            overrides: dict[str, str] | None = None, experiment: str | None = None,
            tags: dict[str, str] | None = None, timeout_s: float | None = None, reuse: bool = True,
            on_progress: Callable[[str], None] | None = None,
-           on_event: Callable[[str, str, str], None] | None = None) -> Run:
-    """Run a published pipeline and wait until it ends; the returned Run says how it ended."""
+           on_event: Callable[[str, str, str], None] | None = None, wait: bool = True) -> Run:
+    """Run a published pipeline and wait until it ends (the returned Run says how it ended), or with wait=False
+    return as soon as it is submitted (an Azure ML workspace only)."""
     names.check(names.PIPELINE, pipeline_name, "pipeline_name")
     names.check_optional(names.PIPELINE_VERSION, version, "version")
     names.check_optional(names.EXPERIMENT, experiment, "experiment")
     pipeline = ws.get_pipeline(pipeline_name, version)
     if on_event is None and on_progress is not None:
         on_event = _progress_lines(on_progress)
+    if not wait:
+        return ws.submit_run(pipeline, overrides or {}, experiment, tags or {}, timeout_s, reuse, on_event, wait=False)
     return ws.submit_run(pipeline, overrides or {}, experiment, tags or {}, timeout_s, reuse, on_event)
 
 

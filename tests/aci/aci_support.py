@@ -19,6 +19,7 @@ import pytest
 
 from amlops.workspace.azure.cloud import AzureCloud
 from amlops.workspace.entities import ModelVersion
+from prerequisites import missing
 from support import REPO, TESTS
 
 AZURITE_CANDIDATES = (TESTS / "azure" / "node_modules" / ".bin" / "azurite-blob",
@@ -36,10 +37,7 @@ def require(tool: str | None, what: str) -> str:
     """The tool's path; a missing tool skips on a developer machine and fails in CI (CI must install it)."""
     if tool:
         return tool
-    message = f"{what} is not installed (see docs/aci-deployment.md, 'Tests')"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{what} is not installed (see docs/aci-deployment.md, 'Tests')")
 
 
 def free_port() -> int:

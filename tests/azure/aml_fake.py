@@ -62,12 +62,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from support import SPECS
 from swagger import Spec
 from template_seed import Deployment, deploy
 
 ARM_HOST = "management.azure.com"  # the public cloud's; `arm_host` changes it (sovereign clouds)
-SPEC_ROOT = (Path(__file__).resolve().parents[3] / "shared" / "specs" / "azure" / "rest-api-specs" / "specification"
-             / "machinelearningservices" / "resource-manager" / "Microsoft.MachineLearningServices")
+SPEC_ROOT = (SPECS / "azure" / "rest-api-specs" / "specification" / "machinelearningservices" / "resource-manager"
+             / "Microsoft.MachineLearningServices")
 SPEC_FOLDERS = {"2024-01-01-preview": SPEC_ROOT / "preview" / "2024-01-01-preview",
                 "2024-10-01": SPEC_ROOT / "stable" / "2024-10-01"}
 _SPECS: dict[str, Spec] = {}

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from amlops.errors import AmlopsError, NotFoundError
-from conftest import FAST_RETRIES, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, forget_current_cloud
+from azure_support import FAST_RETRIES, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, forget_current_cloud
 
 MODELS = "/models/safe-driver"
 

@@ -94,6 +94,27 @@ def test_a_failed_job_ends_failed_with_the_step_error_and_log_and_cannot_be_regi
     assert not fake.calls("PUT", "/models/") and not fake.problems
 
 
+def test_submit_without_waiting_returns_the_job_name_and_the_run_is_gated_later(azure_ws, fake, training_project):
+    """wait=False (AmlRunPipeline `wait: false`): one PUT, no polling; whoever waits (an agentless job) hands the
+    job name back, and the finished run is read and gated then."""
+    fake.job_outputs = outputs(auc=0.71)
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="3")
+    events: list = []
+    run = run_pipeline(azure_ws, published.name, published.version, events, wait=False)
+
+    assert run.status == "NotStarted" and not run.is_terminal
+    assert run.id == fake.calls("PUT", "/jobs/")[0].path.rsplit("/", 1)[-1].split("?")[0]
+    assert not fake.calls("GET", f"/jobs/{run.id}"), "nothing polls the job"
+    assert [text for kind, _, text in events if kind == "status"] == []
+
+    later = azure_ws.get_run(run.id)
+    while not later.is_terminal:
+        later = azure_ws.get_run(run.id)
+    assert later.status == "Completed" and later.metrics["auc"] == 0.71
+    assert api.register_if_better(azure_ws, later, model_name="safe-driver").registered
+    assert not fake.problems and not fake.unhandled
+
+
 def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, training_project, training_data):
     fake.job_plan = "hang"
     azure_ws.poll_interval_s = 0.05

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from amlops.cli import main
-from conftest import KEY, RESOURCE_GROUP, STORAGE_ACCOUNT, SUBSCRIPTION, TRAINING_ACCOUNT, WORKSPACE, Blobs
+from azure_support import KEY, RESOURCE_GROUP, STORAGE_ACCOUNT, SUBSCRIPTION, TRAINING_ACCOUNT, WORKSPACE, Blobs
 
 AZURE = ["--backend", "azure", "--subscription-id", SUBSCRIPTION, "--resource-group", RESOURCE_GROUP,
          "--workspace-name", WORKSPACE]

@@ -1,15 +1,26 @@
-"""End to end with `target: local`: the four staged tasks in one job, each fed the previous task's output
-variables through `$(step.variable)` macros as the agent does: publish, run (train, evaluate, gate,
-register), deploy (the real Azure ML inference server on loopback) and smoke-test the sample model."""
+"""End to end with `target: local`: the sample azure-pipelines.yml's four task steps, exactly as written there
+(inputs read from the file, its variables and the variable group's filled in, the QA job's `$[ stageDependencies ]`
+variables taken from the train step's outputs), run by the real node and launcher as the agent runs them:
+publish, run (train, evaluate, gate, register), deploy (the real Azure ML inference server on loopback) and
+smoke-test. Then the no-wait path of AmlRunPipeline: `wait: false` waits anyway on the local target, and a step
+given `runId` gates that finished run instead of submitting."""
 from __future__ import annotations
 
-import uuid
+import json
+import re
 
 import pytest
 
-from devops_agent import Agent
+from devops_agent import REPO, Agent
+from sample_pipeline import job_steps, load, stage, variables
 
 pytestmark = pytest.mark.slow
+
+# What the project's `amlops` variable group holds (docs/setup.md); the data is uploaded as setup.md says.
+VARIABLE_GROUP = {"RESOURCE_GROUP": "amlops-rg", "WORKSPACE_NAME": "amlops-ws", "DATASTORE_NAME": "training_data",
+                  "DATAFILE_NAME": "porto_seguro_safe_driver.csv"}
+TEMPLATE = re.compile(r"\$\{\{\s*variables\.(\w+)\s*\}\}")
+STAGE_OUTPUT = re.compile(r"^\$\[\s*stageDependencies\.\w+\.\w+\.outputs\['(\w+\.\w+)'\]\s*\]$")
 
 
 def _stop_deployments(agent: Agent) -> None:
@@ -22,35 +33,77 @@ def _stop_deployments(agent: Agent) -> None:
             stop_process_group(deployment.pid)
 
 
-def test_four_tasks_in_sequence(agent: Agent, staged) -> None:
-    deployment = f"smoke-{uuid.uuid4().hex[:6]}"
-    steps = [
-        ("publish", "AmlPublishPipeline", {"target": "local"}),
-        ("run", "AmlRunPipeline", {"target": "local", "pipelineName": "$(publish.pipelineName)",
-                                   "pipelineVersion": "$(publish.pipelineVersion)"}),
-        ("deploy", "AmlDeployAci", {"target": "local", "modelName": "$(run.modelName)",
-                                    "modelVersion": "$(run.modelVersion)", "deploymentName": deployment}),
-        ("smoke", "AmlSmokeTest", {"target": "local", "scoringUri": "$(deploy.scoringUri)",
-                                   "scoringKey": "$(deploy.scoringKey)", "requestCount": "10"}),
-    ]
+def sample_task_steps() -> list[tuple[dict, dict]]:
+    """(job variables, step) for every amlops task step of the Train and DeployQA stages, in order."""
+    document = load()
+    found = []
+    for name in ("Train", "DeployQA"):
+        for job in stage(document, name)["jobs"]:
+            found += [(job.get("variables") or {}, step) for step in job_steps(job)
+                      if step.get("task", "").startswith("Aml")]
+    return found
+
+
+def as_written(step: dict, pipeline_variables: dict[str, str], staged) -> tuple[str, dict[str, str]]:
+    """The step's task name and inputs, template expressions replaced, and `target: local` where the task has one."""
+    task = step["task"].split("@")[0]
+    inputs = {name: TEMPLATE.sub(lambda m: pipeline_variables[m.group(1)], str(value).lower()
+                                 if isinstance(value, bool) else str(value))
+              for name, value in step["inputs"].items()}
+    task_inputs = {i["name"] for i in json.loads((staged[task] / "task.json").read_text())["inputs"]}
+    if "target" in task_inputs:
+        inputs["target"] = "local"
+    return task, inputs
+
+
+def test_the_sample_pipelines_four_task_steps_as_written(agent: Agent, staged) -> None:
+    from amlops.workspace.local.workspace import LocalWorkspace
+
+    pipeline_variables = variables(load())
+    agent.set_variables({**pipeline_variables, **VARIABLE_GROUP})
+    LocalWorkspace(agent.temp / "amlops-workspace").upload_to_datastore(
+        VARIABLE_GROUP["DATASTORE_NAME"], REPO / "training" / "data" / "porto_seguro_sample.csv",
+        VARIABLE_GROUP["DATAFILE_NAME"])
     runs = {}
     try:
-        for step, task, inputs in steps:
-            run = runs[step] = agent.run(staged[task], inputs, step=step, timeout=1500)
-            assert run.exit_code == 0 and run.result == "Succeeded", f"{step}:\n{run.text()}\n{run.stderr}"
-            assert run.summaries, step
+        for job_variables, step in sample_task_steps():
+            # a deployment job's `$[ stageDependencies.<stage>.<job>.outputs['<step>.<name>'] ]` variables
+            agent.set_variables({name: agent.variable(STAGE_OUTPUT.match(value).group(1))
+                                 for name, value in job_variables.items()})
+            task, inputs = as_written(step, pipeline_variables, staged)
+            run = runs[step["name"]] = agent.run(staged[task], inputs, step=step["name"], timeout=1500)
+            assert run.exit_code == 0 and run.result == "Succeeded", f"{step['name']}:\n{run.text()}\n{run.stderr}"
+            assert run.summaries, step["name"]
     finally:
         _stop_deployments(agent)
-    publish, train, deploy, smoke = (runs[s] for s in ("publish", "run", "deploy", "smoke"))
-    assert publish.outputs["pipelineVersion"] == "4711"  # $(Build.BuildId), the default
+    assert list(runs) == ["publish", "train", "deploy", "smoke"]
+    publish, train, deploy, smoke = runs.values()
+    assert publish.outputs["pipelineVersion"] == "4711"  # $(Build.BuildId)
+    assert publish.outputs["pipelineName"] == pipeline_variables["PIPELINE_NAME"]
     assert train.outputs["runStatus"] == "Completed" and train.outputs["modelRegistered"] == "true"
     assert "auc" in train.outputs["metrics"] and train.outputs["modelVersion"] == "1"
+    assert train.outputs["modelName"] == pipeline_variables["MODEL_NAME"]
     assert deploy.outputs["scoringUri"].startswith("http://127.0.0.1:")
+    assert deploy.outputs["deploymentName"] == pipeline_variables["DEPLOYMENT_NAME"]
     assert smoke.outputs["smokeTestPassed"] == "true" and float(smoke.outputs["latencyP95Ms"]) > 0
     assert "auc" in train.summaries[0] and "p95" in smoke.summaries[0]
     key = deploy.outputs.get("scoringKey", "")
     if key:  # a secret output: masked wherever it could show
         assert all(not r.leaks(key) and key not in r.text() for r in runs.values())
+
+    # wait: false on the local target: a warning, and the run is waited for (nothing else could wait for it)
+    again = agent.run(staged["AmlRunPipeline"], {"target": "local", "pipelineName": "$(publish.pipelineName)",
+                                                 "wait": "false"}, step="again")
+    assert again.result == "Succeeded", again.text()
+    assert ("warning", "wait: false applies to target azure only; the local workspace runs the pipeline on this "
+            "agent, so the task waits for it") in again.issues
+    assert again.outputs["runStatus"] == "Completed" and again.outputs["modelRegistered"] == "false"
+    # runId: gate a finished run instead of submitting one (after an agentless wait on Azure)
+    gate = agent.run(staged["AmlRunPipeline"], {"target": "local", "pipelineName": "$(publish.pipelineName)",
+                                                "runId": "$(train.runId)", "runEvaluation": "false"}, step="gate")
+    assert gate.result == "Succeeded", gate.text()
+    assert f"gating existing run {train.outputs['runId']} (Completed)" in gate.text()
+    assert gate.outputs["runId"] == train.outputs["runId"] and gate.outputs["modelVersion"] == "2"
 
 
 def test_kill_9_of_the_run_pipeline_task_mid_step_leaves_no_step_process(agent: Agent, staged) -> None:

@@ -36,23 +36,30 @@ def test_missing_required_input_names_it(tmp_path: Path) -> None:
 
 
 def test_azure_only_inputs_are_required_only_when_visible(tmp_path: Path) -> None:
-    read_inputs(spec("AmlSmokeTest"), agent_env(tmp_path, target="local", scoringUri="http://x"))
+    read_inputs(spec("AmlDeployAci"), agent_env(tmp_path, target="local", deploymentName="d"))
     with pytest.raises(AmlopsError) as error:
-        read_inputs(spec("AmlSmokeTest"), agent_env(tmp_path, target="azure", scoringUri="http://x"))
+        read_inputs(spec("AmlDeployAci"), agent_env(tmp_path, target="azure", deploymentName="d"))
     for name in ("azureSubscription", "resourceGroup", "workspaceName"):
         assert f"input '{name}'" in str(error.value)
 
 
+def test_the_smoke_test_needs_no_workspace(tmp_path: Path) -> None:
+    """It only calls a scoring URI: no target, connection or workspace to ask for (the sample passes none)."""
+    names = {i.name for i in spec("AmlSmokeTest").inputs}
+    assert not names & {"target", "azureSubscription", "resourceGroup", "workspaceName", "localWorkspace"}
+    assert read_inputs(spec("AmlSmokeTest"), agent_env(tmp_path, scoringUri="http://x"))["scoringUri"] == "http://x"
+
+
 @pytest.mark.parametrize("given, canonical", [("local", "local"), ("LOCAL", "local"), ("Azure", "azure")])
 def test_pick_lists_match_ignoring_case(tmp_path: Path, given: str, canonical: str) -> None:
-    env = agent_env(tmp_path, target=given, scoringUri="u", azureSubscription="c", resourceGroup="g",
+    env = agent_env(tmp_path, target=given, deploymentName="d", azureSubscription="c", resourceGroup="g",
                     workspaceName="w")
-    assert read_inputs(spec("AmlSmokeTest"), env)["target"] == canonical
+    assert read_inputs(spec("AmlDeployAci"), env)["target"] == canonical
 
 
 def test_bad_pick_list_value_lists_the_options(tmp_path: Path) -> None:
     with pytest.raises(AmlopsError, match=r"input 'target' must be one of azure, local; got 'cloud'"):
-        read_inputs(spec("AmlSmokeTest"), agent_env(tmp_path, target="cloud", scoringUri="u"))
+        read_inputs(spec("AmlDeployAci"), agent_env(tmp_path, target="cloud", deploymentName="d"))
 
 
 @pytest.mark.parametrize("text, value", [("TRUE", True), ("False", False), ("true", True), ("", True)])

@@ -29,7 +29,7 @@ if os.environ.get("FAKE_MODE") == "crash":
     sys.exit(3)
 print("##vso[task.complete result=Succeeded;]fake done", flush=True)
 '''
-SMOKE = {"target": "local", "scoringUri": "http://127.0.0.1:9/score"}
+SMOKE = {"scoringUri": "http://127.0.0.1:9/score"}
 
 
 def _fake_wheel(folder: Path) -> Path:
@@ -75,8 +75,8 @@ def _succeeded(run) -> None:
 
 
 def test_second_start_reuses_the_environment(agent: Agent, staged) -> None:
-    first = agent.run(staged["AmlSmokeTest"], {"target": "local"})
-    second = agent.run(staged["AmlSmokeTest"], {"target": "local"})
+    first = agent.run(staged["AmlSmokeTest"], {})
+    second = agent.run(staged["AmlSmokeTest"], {})
     for run in (first, second):  # the task itself fails fast (no scoringUri), after starting
         assert run.exit_code == 0 and run.first_line_seconds is not None, run.text()
     assert "preparing the Python environment" not in second.stdout

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from devops_agent import REPO, SPECS, TASK_NAMES
+from devops_agent import REPO, TASK_NAMES
+from support import SPECS
 
 TASKS = REPO / "tasks"
 IDS = {"AmlPublishPipeline": "6cae206a-044f-4a05-9c4b-d2ba5e472ac9",
@@ -18,13 +19,15 @@ IDS = {"AmlPublishPipeline": "6cae206a-044f-4a05-9c4b-d2ba5e472ac9",
        "AmlDeployAci": "cde006dd-709f-4826-8a97-09d7faf68b34",
        "AmlSmokeTest": "1a596f22-30bc-4a3e-a0e8-7bf939ff9470",
        "AmlDeployOnlineEndpoint": "9a338287-a4fa-4fca-8d1e-bd2ef26e34bd"}
-COMMON = ["target", "azureSubscription", "resourceGroup", "workspaceName", "localWorkspace", "pythonPath"]
+WORKSPACE = ["target", "azureSubscription", "resourceGroup", "workspaceName", "localWorkspace"]
+WORKSPACE_TASKS = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci",  # AmlSmokeTest calls a URI, no workspace
+                   "AmlDeployOnlineEndpoint")
 CONTRACT = {  # docs/task-inputs-contract.md
     "AmlPublishPipeline": (["pipelineFile", "pipelineName", "pipelineVersion", "publishEndpoint"],
                            ["pipelineId", "pipelineName", "pipelineVersion"]),
     "AmlRunPipeline": (["pipelineName", "pipelineVersion", "parameters", "experimentName", "timeoutMinutes",
-                        "runEvaluation", "evaluationMetric", "metricDirection", "minImprovement", "modelName",
-                        "modelOutput", "metricsOutput"],
+                        "wait", "runId", "runEvaluation", "evaluationMetric", "metricDirection", "minImprovement",
+                        "modelName", "modelOutput", "metricsOutput"],
                        ["runId", "runStatus", "metrics", "modelName", "modelVersion", "modelRegistered"]),
     "AmlDeployAci": (["modelName", "modelVersion", "deploymentName", "cpuCores", "memoryGb", "authEnabled",
                       "dnsNameLabel", "location", "scoringFolder", "entryScript", "forceRedeploy"],
@@ -68,15 +71,19 @@ def test_task_identity_and_handlers(name: str) -> None:
 def test_inputs_and_outputs_follow_the_contract(name: str) -> None:
     task = task_json(name)
     inputs, outputs = CONTRACT[name]
-    assert sorted(i["name"] for i in task["inputs"]) == sorted(COMMON + inputs)
+    common = (WORKSPACE if name in WORKSPACE_TASKS else []) + ["pythonPath"]
+    assert sorted(i["name"] for i in task["inputs"]) == sorted(common + inputs)
     assert [o["name"] for o in task["outputVariables"]] == outputs
     by_name = {i["name"]: i for i in task["inputs"]}
+    groups = {g["name"] for g in task["groups"]}
+    assert all(i.get("groupName", "workspace") in groups for i in task["inputs"])
+    if name not in WORKSPACE_TASKS:
+        assert "dataSourceBindings" not in task and "workspace" not in groups
+        return
     assert by_name["target"]["options"].keys() == {"azure", "local"} and by_name["target"]["defaultValue"] == "azure"
     assert by_name["azureSubscription"]["type"] == "connectedService:AzureRM"
     assert by_name["azureSubscription"]["visibleRule"] == "target = azure"
     assert by_name["localWorkspace"]["defaultValue"] == "$(Agent.TempDirectory)/amlops-workspace"
-    groups = {g["name"] for g in task["groups"]}
-    assert all(i.get("groupName", "workspace") in groups for i in task["inputs"])
 
 
 def _arm_paths() -> list[re.Pattern]:
@@ -88,7 +95,7 @@ def _arm_paths() -> list[re.Pattern]:
     return patterns
 
 
-@pytest.mark.parametrize("name", TASK_NAMES)
+@pytest.mark.parametrize("name", WORKSPACE_TASKS)
 def test_data_source_bindings_target_inputs_and_real_arm_routes(name: str) -> None:
     task = task_json(name)
     inputs = {i["name"] for i in task["inputs"]}

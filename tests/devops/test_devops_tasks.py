@@ -30,7 +30,7 @@ def assert_failed(run: TaskRun, *fragments: str) -> None:
 
 
 def test_missing_required_input(agent: Agent, staged) -> None:
-    run = agent.run(staged["AmlSmokeTest"], local())
+    run = agent.run(staged["AmlSmokeTest"], dict())
     assert_failed(run, "input 'scoringUri' (Scoring URI) is required")
 
 
@@ -104,16 +104,16 @@ def _rows(sources: Path) -> int:
 
 def test_smoke_test_failing(agent: Agent, staged, scorer: str, sources: Path) -> None:
     expected = json.dumps([0.9] * _rows(sources))
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri=scorer, expectedValues=expected,
-                                                  readinessTimeoutSeconds="10"), step="smoke")
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri=scorer, expectedValues=expected,
+                                                 readinessTimeoutSeconds="10"), step="smoke")
     assert_failed(run, "smoke test failed", "expected 0.9000")
     assert run.outputs["smokeTestPassed"] == "false"
     assert run.summaries and "FAILED" in run.summaries[0]
 
 
 def test_smoke_test_passing_sets_latency_outputs(agent: Agent, staged, scorer: str, sources: Path) -> None:
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri=scorer, requestCount="5",
-                                                  expectedValues=json.dumps([0.25] * _rows(sources))))
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri=scorer, requestCount="5",
+                                                 expectedValues=json.dumps([0.25] * _rows(sources))))
     assert run.result == "Succeeded", run.text()
     assert run.outputs["smokeTestPassed"] == "true"
     assert float(run.outputs["latencyP95Ms"]) > 0
@@ -124,7 +124,7 @@ def test_a_secret_value_never_appears_in_the_output(agent: Agent, staged, scorer
     key, password, variable = (f"{kind}-{uuid.uuid4().hex}" for kind in ("key", "spn", "var"))
     agent.secret_variables["mysecret"] = ("MySecret", variable)
     _Scorer.reject = True  # the service answers 401 with the key in its body, which the task reports
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri=scorer, scoringKey=key, readinessTimeoutSeconds="10"),
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri=scorer, scoringKey=key, readinessTimeoutSeconds="10"),
                     connections=[service_principal(password)], extra={"SYSTEM_DEBUG": "true"})
     assert_failed(run, "smoke test failed", "401")
     assert "Bearer ***" in run.text()  # the message did carry the key: masking, not luck, hid it
@@ -141,7 +141,7 @@ def test_no_python_found(agent: Agent, staged, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin-without-python"
     bin_dir.mkdir()
     os.symlink(shutil.which("node"), bin_dir / "node")
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri="http://127.0.0.1:9/score"), path=str(bin_dir))
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri="http://127.0.0.1:9/score"), path=str(bin_dir))
     assert_failed(run, "Python 3.10 or later was not found", "python3: not found", "pythonPath")
 
 
@@ -152,9 +152,9 @@ def test_too_old_python_and_bad_python_path(agent: Agent, staged, tmp_path: Path
     fake.write_text('#!/bin/sh\necho \'{"version": [3, 8, 10], "executable": "/old/python3.8"}\'\n')
     fake.chmod(0o755)
     os.symlink(shutil.which("node"), bin_dir / "node")
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri="http://x"), path=str(bin_dir))
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri="http://x"), path=str(bin_dir))
     assert_failed(run, "python3: Python 3.8.10 is too old")
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri="http://x", pythonPath=str(tmp_path / "nope")))
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri="http://x", pythonPath=str(tmp_path / "nope")))
     assert_failed(run, "the pythonPath input does not name a usable Python", "not found")
 
 

@@ -41,7 +41,7 @@ def prepared_tools(tmp_path_factory, staged_tasks) -> Path:
     sources = work / "s"
     sources.mkdir()
     run = Agent(work=work, tools=tools, sources=sources).run(
-        staged_tasks["AmlSmokeTest"], {"target": "local", "scoringUri": "http://127.0.0.1:9/score"}, step="warmup")
+        staged_tasks["AmlSmokeTest"], {"scoringUri": "http://127.0.0.1:9/score"}, step="warmup")
     assert (tools / "amlops").is_dir() and any((tools / "amlops").glob("*/amlops-ready.json")), \
         f"the launcher did not prepare its environment:\n{run.stdout}\n{run.stderr}"
     return tools

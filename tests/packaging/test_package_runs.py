@@ -1,6 +1,6 @@
 """The staged tasks run from the unzipped package, not from the source tree: tests/devops's agent harness and its
-four-task test (publish -> run, gate, register -> deploy -> smoke test, `target: local`), pointed at the task
-folders unzipped from the .vsix."""
+run of the sample pipeline's four task steps (publish -> run, gate, register -> deploy -> smoke test,
+`target: local`), pointed at the task folders unzipped from the .vsix."""
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +15,8 @@ from support import REPO
 
 sys.path.insert(0, str(REPO / "tests" / "devops"))  # the harness lives there; tests/devops has no __init__.py
 from devops_agent import Agent  # noqa: E402
-from test_devops_e2e import test_four_tasks_in_sequence as four_tasks_in_sequence  # noqa: E402
+from test_devops_e2e import \
+    test_the_sample_pipelines_four_task_steps_as_written as four_tasks_in_sequence  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ import xml.etree.ElementTree as ElementTree
 import zipfile
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
+
+from prerequisites import missing
 
 HERE = Path(__file__).resolve().parent
 TFX = HERE / "node_modules" / ".bin" / "tfx"
@@ -64,14 +65,11 @@ def vso(parts: dict[str, bytes]) -> dict:
 
 def tfx_or_skip() -> Path:
     """tfx-cli (and `file`, which tfx asks for content types) or: skip locally, fail in CI."""
-    missing = [what for what, found in (("tfx-cli (npm ci --prefix tests/packaging)", TFX.exists()),
-                                        ("node", shutil.which("node")), ("file", shutil.which("file"))) if not found]
-    if not missing:
+    absent = [what for what, found in (("tfx-cli (npm ci --prefix tests/packaging)", TFX.exists()),
+                                       ("node", shutil.which("node")), ("file", shutil.which("file"))) if not found]
+    if not absent:
         return TFX
-    message = f"missing {', '.join(missing)}: the tfx-cli comparison cannot run"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(message + " (CI must install them, see .ci/run)")
-    pytest.skip(message)
+    missing(f"missing {', '.join(absent)}: the tfx-cli comparison cannot run (.ci/run installs them)")
 
 
 def tfx_create(root: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess:

@@ -116,12 +116,25 @@ def run_pipeline(ctx: TaskContext) -> str:
     minutes = ctx.inputs["timeoutMinutes"]
     if minutes is not None and minutes <= 0:
         raise AmlopsError(f"input 'timeoutMinutes' must be at least 1, got {minutes}")
+    wait = _wait(ctx)
     workspace = open_workspace(ctx)
-    ctx.log.setprogress(5, "submitting the pipeline run")
-    run = api.submit(workspace, ctx.text("pipelineName"), version=_no_macro(ctx, "pipelineVersion"),
-                     overrides=overrides, experiment=ctx.text("experimentName") or None,
-                     tags=ctx.lineage_tags(), timeout_s=minutes * 60 if minutes else None, reuse=True,
-                     on_progress=ctx.log.info)
+    existing = _no_macro(ctx, "runId")
+    if existing:
+        run = workspace.get_run(existing)
+        if not run.is_terminal:
+            raise AmlopsError(f"input 'runId': run {run.id} is still {run.status}; wait for it to end first (for "
+                              "example AzureMLJobWaitTask@1 in a `pool: server` job), or leave runId empty to submit")
+        ctx.log.info(f"gating existing run {run.id} ({run.status})")
+    else:
+        ctx.log.setprogress(5, "submitting the pipeline run")
+        run = api.submit(workspace, ctx.text("pipelineName"), version=_no_macro(ctx, "pipelineVersion"),
+                         overrides=overrides, experiment=ctx.text("experimentName") or None,
+                         tags=ctx.lineage_tags(), timeout_s=minutes * 60 if minutes else None, reuse=True,
+                         on_progress=ctx.log.info, wait=wait)
+        if not wait:
+            _report_run(ctx, run, {})
+            ctx.output("modelRegistered", False)
+            return f"submitted pipeline run {run.id} ({run.status}); not waiting for it (input 'wait' is off)"
     metrics = _run_metrics(run, ctx.text("metricsOutput"))
     _report_run(ctx, run, metrics)
     if run.status != "Completed":
@@ -130,6 +143,14 @@ def run_pipeline(ctx: TaskContext) -> str:
     decision = api.register_if_better(workspace, run, model_name=ctx.text("modelName"), gate=gate,
                                       model_output=ctx.text("modelOutput") or "model", tags=ctx.lineage_tags())
     return _report_decision(ctx, decision)
+
+
+def _wait(ctx: TaskContext) -> bool:
+    if ctx.inputs["wait"] or ctx.inputs["target"] != "local":
+        return bool(ctx.inputs["wait"])
+    ctx.log.warning("wait: false applies to target azure only; the local workspace runs the pipeline on this agent, "
+                    "so the task waits for it")
+    return True
 
 
 def _run_metrics(run: Any, metrics_output: str) -> dict:

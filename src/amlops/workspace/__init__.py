@@ -22,7 +22,8 @@ class Workspace(Protocol):
 
     def submit_run(self, pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
                    tags: dict[str, str], timeout_s: float | None, reuse: bool,
-                   on_event: ProgressCallback | None) -> Run: ...
+                   on_event: ProgressCallback | None, wait: bool = True) -> Run:
+        """Run a published pipeline; with wait=False return once it is submitted (where the workspace can)."""
 
     def get_run(self, run_id: str) -> Run: ...
 

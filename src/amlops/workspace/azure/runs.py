@@ -42,7 +42,8 @@ def job_output_uri(job: str, output: str) -> AzureMLUri:
 
 
 def submit(ws: "AzureWorkspace", pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
-           tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event: Events | None) -> Run:
+           tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event: Events | None,
+           wait: bool = True) -> Run:
     component = get_component(ws, pipeline.name, pipeline.version)
     job = _pipeline_job(component, overrides, experiment, tags, reuse)
     if job.settings.default_compute:
@@ -51,6 +52,8 @@ def submit(ws: "AzureWorkspace", pipeline: PublishedPipeline, overrides: dict[st
         submitted = ws.ml_client.jobs.create_or_update(job, experiment_name=job.experiment_name)
     emit = on_event or (lambda kind, step, text: None)
     emit("info", "", f"submitted job {submitted.name}" + (f": {submitted.studio_url}" if submitted.studio_url else ""))
+    if not wait:
+        return _run_entity(ws, submitted, pipeline.name, pipeline.version, None, None)
     waited = Waiter(ws, submitted.name, emit, timeout_s).wait()
     producers = json.loads((component.tags or {}).get(TAG_PRODUCERS) or "{}")
     return _run_entity(ws, waited.job, pipeline.name, pipeline.version, waited.children, waited.error,

@@ -87,10 +87,11 @@ class AzureWorkspace:
     # runs
 
     def submit_run(self, pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
-                   tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None) -> Run:
+                   tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None,
+                   wait: bool = True) -> Run:
         from amlops.workspace.azure import runs
 
-        return runs.submit(self, pipeline, overrides, experiment, tags, timeout_s, reuse, on_event)
+        return runs.submit(self, pipeline, overrides, experiment, tags, timeout_s, reuse, on_event, wait)
 
     def get_run(self, run_id: str) -> Run:
         from amlops.workspace.azure import runs

@@ -139,9 +139,13 @@ class LocalWorkspace:
     # runs
 
     def submit_run(self, pipeline: PublishedPipeline, overrides: dict[str, str], experiment: str | None,
-                   tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None) -> Run:
+                   tags: dict[str, str], timeout_s: float | None, reuse: bool, on_event=None,
+                   wait: bool = True) -> Run:
         from amlops.pipeline.executor import Executor
 
+        if not wait:
+            raise AmlopsError("the local workspace runs a pipeline in this process, so it cannot submit without "
+                              "waiting; use an Azure ML workspace for that")
         loaded = load_pipeline(pipeline.snapshot, overrides,
                                repository=self.path("snapshots", pipeline.name, pipeline.version))
         run_id = self.create_run(pipeline, loaded.order, experiment or loaded.experiment_name,
