@@ -217,10 +217,10 @@ def test_the_example_on_the_marketplace_page_is_valid_complete_and_deploys_only_
     assert errors(document) == []
     by_task = tasks_by_reference()
     ours = [s for s in steps(document) if s.get("task") in by_task]
-    assert len(ours) == 4 and all(missing_required_inputs(s, by_task[s["task"]]) == [] for s in ours)
+    assert len(ours) == 5 and all(missing_required_inputs(s, by_task[s["task"]]) == [] for s in ours)
     for registered, expected in (("true", True), ("false", False), (None, False)):
         context = Context({} if registered is None else {"train.modelRegistered": registered})
-        assert [runs(s.get("condition"), context) for s in ours[2:]] == [expected, expected]
+        assert [runs(s.get("condition"), context) for s in ours[2:]] == [expected] * 3  # QA, smoke, production
 
 
 def test_a_required_input_made_visible_by_the_default_target_must_be_given():

@@ -9,8 +9,10 @@ reboot) is started again from the state.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -74,7 +76,7 @@ class LocalEndpoints:
     def create_deployment(self, endpoint: str, spec: DeploymentSpec) -> None:
         check_name("deployment", spec.name)
         self._require(endpoint)
-        local_name = f"{endpoint}--{spec.name}"
+        local_name = _local_name(endpoint, spec.name)
         deployment = deploy_local(self.ws, spec.model, local_name, spec.scoring_folder, spec.entry_script,
                                   on_info=self.on_info)
         with self._locked(endpoint):
@@ -203,3 +205,10 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _local_name(endpoint: str, deployment: str) -> str:
+    """The local deployment serving `deployment` of `endpoint`: readable, within the deployment name rule (lowercase,
+    single hyphens, at most 63 characters) and never the same for two pairs (the hash of the pair)."""
+    readable = re.sub(r"-+", "-", f"{endpoint[:24]}-{deployment[:24]}".lower()).strip("-")
+    return f"{readable}-{hashlib.sha256(f'{endpoint}/{deployment}'.encode()).hexdigest()[:8]}"
