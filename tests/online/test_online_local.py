@@ -75,7 +75,7 @@ def test_blue_green_rollout_never_drops_a_request(endpoints: LocalEndpoints, tmp
             rollout(endpoints, "driver-ep", DeploymentSpec("build2", model, broken), plan)
         after_v2 = endpoints.get("driver-ep")
         assert after_v2.traffic == {"build1": 100} and [d.name for d in after_v2.deployments] == ["build1"]
-        assert endpoints.ws.find_deployment(_local_name("driver-ep", "build2")) is None, "the failed server must be gone"
+        assert endpoints.ws.find_deployment(_local_name("driver-ep", "build2")) is None, "the failed server is gone"
 
         stepped = RolloutPlan(plan.request_file, traffic_steps=(10, 50, 100), delete_previous=delete_previous,
                               smoke_requests=3, readiness_timeout_s=30)
