@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import traceback
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from amlops import __version__
 from amlops.devops import secrets
@@ -22,6 +24,7 @@ from amlops.devops.vso import Log, LogStream
 from amlops.errors import AmlopsError
 
 CACHE_VARIABLE = "AMLOPS_CACHE_DIR"
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 
 
 class TaskFailed(AmlopsError):
@@ -94,6 +97,7 @@ def main(argv: list[str], stream=None, environ: MutableMapping[str, str] | None 
     name = argv[0] if argv else ""
     summary = Summary(name or "amlops")
     result, message = "Succeeded", ""
+    signals = _CancelSignals()
     try:
         _protect(log, env, environ, name)
         log.info(f"amlops {__version__}: {name or '(no task name)'} on Python {sys.version.split()[0]}")
@@ -104,9 +108,43 @@ def main(argv: list[str], stream=None, environ: MutableMapping[str, str] | None 
         result, message = "Cancelled", "the task was cancelled"
     except BaseException as error:  # noqa: B902 - the agent must always get task.complete
         result, message = "Failed", _unexpected(log, error)
+    signals.quiet()
     _upload(log, summary, env, name)
     log.complete(result, message)
+    signals.restore()
     return 0
+
+
+class _CancelSignals:
+    """SIGINT and SIGTERM (SIGBREAK on Windows) raise KeyboardInterrupt once; later ones are ignored.
+
+    The agent cancels with SIGINT, then SIGTERM 7.5 s later, then kills the tree: the first signal
+    starts the cancel (the Azure ML job's cancel is requested, not awaited) and a second one must not
+    interrupt it, nor the task.complete that follows.
+    """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGBREAK")
+
+    def __init__(self) -> None:
+        self.cancelling = False
+        self.previous: dict[int, object] = {}
+        try:
+            for number in (getattr(signal, name) for name in self.NAMES if hasattr(signal, name)):
+                self.previous[number] = signal.signal(number, self._handle)
+        except ValueError:  # not the main thread (an embedding caller): leave signals alone
+            self.previous = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.cancelling:
+            self.cancelling = True
+            raise KeyboardInterrupt
+
+    def quiet(self) -> None:
+        self.cancelling = True
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
 
 
 def _protect(log: Log, env: Mapping[str, str], environ: MutableMapping[str, str], name: str) -> None:
@@ -115,10 +153,24 @@ def _protect(log: Log, env: Mapping[str, str], environ: MutableMapping[str, str]
 
     hidden = secret_inputs(name)
     found = secrets.collect(env, hidden)
-    for value in found:
+    for value in found + proxy_passwords(env):
         log.setsecret(value)
     removed = secrets.scrub(environ, found, hidden)
     log.debug(f"removed {len(removed)} secret variable(s) from the environment of child processes")
+
+
+def proxy_passwords(env: Mapping[str, str]) -> list[str]:
+    """Passwords inside the proxy URLs the launcher built from the agent's proxy: masked, but the variables
+    stay, so the Azure SDK, training steps and the scoring server still go through the proxy."""
+    found = []
+    for name in PROXY_VARIABLES:
+        try:
+            password = urlsplit(env.get(name) or "").password
+        except ValueError:
+            password = None
+        if password:
+            found.append(unquote(password))
+    return list(dict.fromkeys(found))
 
 
 def _run(name: str, env: Mapping[str, str], environ: MutableMapping[str, str], log: Log,
