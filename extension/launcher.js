@@ -24,6 +24,7 @@ const WINDOWS = process.platform === 'win32';
 const MIN_PYTHON = [3, 10];
 const MARKER = 'amlops-ready.json';
 const ENV_PREFIX = 'env-';
+const ENVIRONMENT_NAME = /^env-[0-9a-f]{16}-py\d+\.\d+-[a-z+]+$/;
 const LOCK_HEARTBEAT_MS = 15 * 1000;
 const LOCK_STALE_MS = Number(process.env.AMLOPS_LOCK_STALE_SECONDS || 600) * 1000;
 const LOCK_WAIT_MS = Number(process.env.AMLOPS_LOCK_WAIT_SECONDS || 1800) * 1000;
@@ -436,7 +437,7 @@ function prune(current) {
       fs.rmSync(full, { recursive: true, force: true, maxRetries: 2 });
       continue;
     }
-    if (!name.startsWith(ENV_PREFIX) || name.includes('.') || full === current.dir) {
+    if (!ENVIRONMENT_NAME.test(name) || full === current.dir) {
       continue;
     }
     const paths = pathsOf(current.root, name);
@@ -622,7 +623,7 @@ function findOnPath(name) {
 // PIP_* variables uv gets an equivalent for (see uvArguments) or that change nothing uv would do.
 const PIP_VARIABLES_UV_MIRRORS = new Set([
   'PIP_INDEX_URL', 'PIP_EXTRA_INDEX_URL', 'PIP_FIND_LINKS', 'PIP_NO_INDEX', 'PIP_CERT', 'PIP_TRUSTED_HOST',
-  'PIP_DEFAULT_TIMEOUT', 'PIP_TIMEOUT', 'PIP_NO_INPUT', 'PIP_DISABLE_PIP_VERSION_CHECK', 'PIP_CONFIG_FILE',
+  'PIP_DEFAULT_TIMEOUT', 'PIP_TIMEOUT', 'PIP_RETRIES', 'PIP_NO_INPUT', 'PIP_DISABLE_PIP_VERSION_CHECK', 'PIP_CONFIG_FILE',
   'PIP_NO_CACHE_DIR', 'PIP_CACHE_DIR', 'PIP_PROGRESS_BAR', 'PIP_ROOT_USER_ACTION', 'PIP_NO_WARN_SCRIPT_LOCATION',
   'PIP_REQUIRE_VIRTUALENV', 'PIP_BREAK_SYSTEM_PACKAGES',
 ]);
@@ -692,6 +693,9 @@ function uvSettings(env) {
   }
   if ((env.PIP_DEFAULT_TIMEOUT || env.PIP_TIMEOUT) && !env.UV_HTTP_TIMEOUT) {
     variables.UV_HTTP_TIMEOUT = String(Math.ceil(Number(env.PIP_DEFAULT_TIMEOUT || env.PIP_TIMEOUT)) || 30);
+  }
+  if (env.PIP_RETRIES && !env.UV_HTTP_RETRIES) {
+    variables.UV_HTTP_RETRIES = String(env.PIP_RETRIES);
   }
   if (env.PIP_CERT && !env.SSL_CERT_FILE) {
     variables.SSL_CERT_FILE = env.PIP_CERT;

@@ -29,6 +29,10 @@ print("proxy: " + proxy + ", ca: " + os.environ.get("SSL_CERT_FILE", ""), flush=
 if os.environ.get("FAKE_MODE") == "crash":
     sys.exit(3)
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+deadline = time.monotonic() + 120
+wait_for = os.environ.get("FAKE_WAIT_FOR")
+while wait_for and not os.path.exists(wait_for) and time.monotonic() < deadline:
+    time.sleep(0.05)
 print("##vso[task.complete result=Succeeded;]fake done", flush=True)
 '''
 SMOKE = {"target": "local", "scoringUri": "http://127.0.0.1:9/score"}
@@ -61,7 +65,7 @@ def fresh_agent(tmp_path: Path, sources: Path) -> Agent:
 
 
 def environments(agent: Agent) -> list[Path]:
-    return sorted(path for path in (agent.tools / "amlops").glob("env-*") if path.is_dir())
+    return sorted(path for path in (agent.tools / "amlops").glob("env-*-core") if path.is_dir())
 
 
 def build_fingerprint(task_dir: Path) -> str:
