@@ -630,7 +630,7 @@ const PIP_VARIABLES_UV_MIRRORS = new Set([
 
 // The files pip reads its configuration from (pip's own search order), when PIP_CONFIG_FILE is not devnull.
 function pipConfigFiles(env, platform) {
-  if (env.PIP_CONFIG_FILE && [os.devnull, '/dev/null', 'nul'].includes(String(env.PIP_CONFIG_FILE).toLowerCase())) {
+  if (env.PIP_CONFIG_FILE && ['/dev/null', 'nul', String(os.devNull).toLowerCase()].includes(String(env.PIP_CONFIG_FILE).toLowerCase())) {
     return [];
   }
   const home = env.HOME || env.USERPROFILE || os.homedir();
