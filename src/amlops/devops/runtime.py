@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -215,11 +216,22 @@ def _set_cache_dir(env: Mapping[str, str], environ: MutableMapping[str, str]) ->
         environ[CACHE_VARIABLE] = str(Path(tools) / "amlops" / "cache")
 
 
+_LOCATED = re.compile(r"^(?P<path>[^\n]+?):(?P<line>\d+): (?P<text>.+)$")
+
+
 def _failure(log: Log, error: AmlopsError) -> str:
-    """Log each problem as an error issue; the first one (and a count) is the task's message."""
+    """Log each problem as an error issue; the first one (and a count) is the task's message.
+
+    A problem that starts with `file:line: ` (a YAML problem) is logged with `sourcepath` and `linenumber`,
+    so the Issues view links to the line."""
     problems = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
     for problem in problems:
-        log.error(problem)
+        found = _LOCATED.match(problem)
+        if found and Path(found["path"]).is_file():
+            log.logissue("error", problem, source_path=str(Path(found["path"]).resolve()),
+                         line=int(found["line"]))
+        else:
+            log.error(problem)
     more = f" (and {len(problems) - 1} more problems above)" if len(problems) > 1 else ""
     return problems[0] + more
 
