@@ -133,6 +133,8 @@ class TaskRun:
     seconds: float
     first_line_seconds: float | None
     uploads: list[str] = field(default_factory=list)
+    test_results: list[tuple[str, str]] = field(default_factory=list)
+    summary_titles: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         """Everything a person sees in the agent's log for this step (masked), for asserts and failures."""
@@ -286,8 +288,11 @@ class Agent:
             run.progress.append(int(props.get("value")))
         elif command.name == "task.uploadsummary":
             run.summaries.append(_mask(Path(data).read_text(encoding="utf-8"), run.secrets))
+            run.summary_titles.append(Path(data).stem)  # the tab's title is the file's name
         elif command.name == "task.uploadfile":
             run.uploads.append(data)
+        elif command.name == "results.publish":  # PublishTestResults reads the files named in resultFiles
+            run.test_results.append((props.get("type"), props.get("resultFiles")))
 
 
 def _default(spec: dict) -> str:
