@@ -10,7 +10,7 @@ import pytest
 
 from support import REPO
 
-EXTENSION_SOURCES = ("vss-extension.json", "LICENSE", "extension", "tasks")
+EXTENSION_SOURCES = ("vss-extension.json", "LICENSE", "extension", "tasks", "docs/tasks")
 
 
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE")

@@ -109,12 +109,27 @@ def test_each_task_folder_holds_everything_its_task_needs(unzipped: Path, wheel:
         folder = unzipped / "tasks" / name
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             ["task.json", "icon.png", "launcher.js", "constraints.txt", wheel.name]), name
-        assert (folder / "task.json").read_bytes() == (REPO / "tasks" / name / "task.json").read_bytes()
+        assert_same_task_with_absolute_help(folder / "task.json", REPO / "tasks" / name / "task.json")
         assert (folder / "launcher.js").read_bytes() == (REPO / "extension" / "launcher.js").read_bytes()
         assert (folder / "constraints.txt").read_bytes() == (REPO / "tasks" / "constraints.txt").read_bytes()
         assert (folder / wheel.name).read_bytes() == wheel.read_bytes()
         task = json.loads((folder / "task.json").read_text(encoding="utf-8-sig"))
         assert all((folder / handler["target"]).is_file() for handler in task["execution"].values())
+
+
+def assert_same_task_with_absolute_help(packaged_path: Path, source_path: Path) -> None:
+    """The packaged task.json is the source's, with help links made absolute and a helpUrl added."""
+    packaged = json.loads(packaged_path.read_text(encoding="utf-8-sig"))
+    source = json.loads(source_path.read_text(encoding="utf-8-sig"))
+    base = "https://github.com/amlops/amlops/blob/HEAD/"
+    assert packaged.pop("helpUrl") == f"{base}docs/tasks/{source['name']}.md"
+    assert f"]({base}docs/tasks/{source['name']}.md)" in packaged["helpMarkDown"]
+    assert "](docs/" not in json.dumps(packaged)
+    for task in (packaged, source):
+        task.pop("helpMarkDown")
+        for item in task["inputs"]:
+            item.pop("helpMarkDown", None)
+    assert packaged == source
 
 
 def test_the_shipped_wheel_has_a_valid_record(wheel: Path) -> None:

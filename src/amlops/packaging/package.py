@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from amlops.errors import AmlopsError
 from amlops.packaging import stage
 from amlops.packaging.archive import ZIP_EPOCH, normalize_wheel, zip_bytes
+from amlops.packaging.helplinks import repository_base, with_absolute_help
 from amlops.packaging.manifest import (MANIFEST_NAME, TaskRef, apply_overrides, bump_patch, bump_version,
                                        dev_overrides, dev_task_id, get, inside_root, key_of, load_manifest,
                                        normalize_path, overrides_from, read_json, rewrite_json, task_refs)
@@ -244,6 +245,7 @@ def _stage_task(plan: _Plan, ref: TaskRef, task: Any, layout: Path, wheel: Path)
     parent = PurePosixPath(ref.folder).parent
     folder = stage.stage_task(ref.name, layout / parent, wheel, plan.root / CONSTRAINTS,
                               tasks_dir=plan.root / parent, launcher=plan.root / LAUNCHER)
+    task = with_absolute_help(task, repository_base(plan.manifest), plan.root)
     if task != read_json(folder / "task.json"):
         rewrite_json(folder / "task.json", task)
 
