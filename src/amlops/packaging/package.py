@@ -230,12 +230,16 @@ def stage_layout(plan: _Plan, layout: Path, wheel: Path) -> list[str]:
 
 
 def _paths_to_copy(manifest: dict) -> list[str]:
-    """Every path `files`, `icons` and `content` name that stays inside the root (others are reported)."""
+    """Every path `files`, `icons`, `screenshots` and `content` name that stays inside the root (others are
+    reported)."""
     icons, content = get(manifest, "icons"), get(manifest, "content")
     paths = [e["path"] for e in get(manifest, "files") or [] if isinstance(e, dict) and isinstance(e.get("path"), str)]
     paths += [p for p in (icons.values() if isinstance(icons, dict) else []) if isinstance(p, str)]
     paths += [c["path"] for c in (content.values() if isinstance(content, dict) else [])
               if isinstance(c, dict) and isinstance(c.get("path"), str)]
+    screenshots = get(manifest, "screenshots")
+    paths += [s["path"] for s in (screenshots if isinstance(screenshots, list) else [])
+              if isinstance(s, dict) and isinstance(s.get("path"), str)]
     return [p for p in dict.fromkeys(normalize_path(p) for p in paths if inside_root(p)) if p]
 
 
