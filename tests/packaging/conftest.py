@@ -34,6 +34,12 @@ def wheel(tmp_path_factory, wheel_source: Path) -> Path:
     return build_reproducible_wheel(tmp_path_factory.mktemp("wheel"), wheel_source)
 
 
+@pytest.fixture(autouse=True)
+def wheel_cache_in_temp(tmp_path_factory, monkeypatch) -> None:
+    """`amlops package` caches the wheels it builds; tests keep that cache out of the user's folder."""
+    monkeypatch.setenv("AMLOPS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "amlops-cache"))
+
+
 def copy_sources(target: Path) -> Path:
     """vss-extension.json, LICENSE, extension/ and tasks/ copied to target (the package's --root)."""
     target.mkdir(parents=True, exist_ok=True)

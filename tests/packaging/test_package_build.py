@@ -182,6 +182,34 @@ def test_two_wheel_builds_are_byte_identical(wheel: Path, wheel_source: Path, tm
     assert again.name == wheel.name and again.read_bytes() == wheel.read_bytes()
 
 
+def test_an_unchanged_source_is_served_from_the_wheel_cache(wheel: Path, wheel_source: Path, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """The cache is keyed by the source content: a hit is the very same wheel without a build, an edit a miss."""
+    import shutil
+
+    from amlops.packaging import stage
+    from amlops.packaging.package import build_reproducible_wheel
+
+    if stage.in_process_backend() is None:
+        pytest.skip("setuptools>=77 is not installed here (pip install -e '.[dev]'): no in-process build to cache")
+    source, cache = tmp_path / "source", tmp_path / "cache"
+    shutil.copytree(wheel_source, source)
+    first = build_reproducible_wheel(tmp_path / "one", source, cache=cache)
+    assert first.read_bytes() == wheel.read_bytes()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("an unchanged source was built again")
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "build_wheel", no_build)
+        _touch_everything(source, 1_234_567_890, 0o664)  # times and modes are not content
+        again = build_reproducible_wheel(tmp_path / "two", source, cache=cache)
+    assert again.read_bytes() == first.read_bytes()
+    (source / "src" / "amlops" / "py.typed").write_text("# changed\n")
+    changed = build_reproducible_wheel(tmp_path / "three", source, cache=cache)
+    assert changed.read_bytes() != first.read_bytes()
+    assert len([key for key in cache.iterdir() if not key.name.startswith(".")]) == 2
+
+
 # -- options ---------------------------------------------------------------------------------------------------------
 def _versions(root: Path) -> tuple[str, list[int]]:
     data = json.loads((root / "vss-extension.json").read_text())
