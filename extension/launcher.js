@@ -1019,9 +1019,12 @@ function taskEnvironment(network) {
   });
   delete env.PYTHONHOME;
   delete env.PYTHONPATH;
-  // Folded into HTTPS_PROXY; the runtime masks it from there and must not remove the proxy variables.
-  delete env.AGENT_PROXYPASSWORD;
-  delete env.SECRET_AGENT_PROXYPASSWORD;
+  if (network.HTTPS_PROXY) {
+    // Folded into HTTPS_PROXY: the runtime masks it from there, and must not remove the proxy variables
+    // (it removes every variable that holds a secret it was given).
+    delete env.AGENT_PROXYPASSWORD;
+    delete env.SECRET_AGENT_PROXYPASSWORD;
+  }
   return env;
 }
 
