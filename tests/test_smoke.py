@@ -97,8 +97,9 @@ def test_fails_at_the_deadline_when_nothing_answers(request_file: Path):
     ((200, json.dumps({"predictions": [0.1, 1.7, 0.2]})), "outside [0, 1]"),
     ((200, "<html>oops</html>"), "not JSON: <html>oops</html>"),
     ((200, json.dumps({"error": "bad row"})), "no list of predictions"),
-    ((500, json.dumps({"message": "An unexpected error occurred in scoring script."})), "HTTP 500"),
-    ((401, "{}"), "status 200: HTTP 401"),
+    ((500, json.dumps({"message": "An unexpected error occurred in scoring script."})),
+     "HTTP status: expected 200, got 500"),
+    ((401, "{}"), "HTTP status: expected 200, got 401"),
 ])
 def test_a_wrong_answer_fails_with_the_check_and_the_response(request_file: Path, answer, words):
     report = SmokeTest(uri(serve([answer])), request_file, count=3).run()

@@ -129,7 +129,7 @@ class SmokeTest:
         return Answer(response.status, body, (time.perf_counter() - started) * 1000)
 
     def _check_answer(self, answer: Answer) -> str | None:
-        for name, check in (("status 200", _status_ok), ("one probability per row", self._shape_ok),
+        for name, check in (("HTTP status", _status_ok), ("one probability per row", self._shape_ok),
                             ("expected values", self._values_ok)):
             problem = check(answer)
             self.checks.append((name, problem is None, problem or "ok"))
@@ -205,7 +205,7 @@ def _load_request(path: Path) -> tuple[bytes, int]:
 
 
 def _status_ok(answer: Answer) -> str | None:
-    return None if answer.status == 200 else f"HTTP {answer.status}: {_excerpt(answer.body)}"
+    return None if answer.status == 200 else f"expected 200, got {answer.status}: {_excerpt(answer.body)}"
 
 
 def _predictions(body: str) -> list | str:

@@ -131,6 +131,9 @@ class TaskRun:
     stderr: str
     seconds: float
     first_line_seconds: float | None
+    uploads: list[str] = field(default_factory=list)
+    test_results: list[tuple[str, str]] = field(default_factory=list)
+    summary_titles: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         """Everything a person sees in the agent's log for this step (masked), for asserts and failures."""
@@ -199,8 +202,10 @@ class Agent:
         return values
 
     def environment(self, task_dir: Path, inputs: dict[str, str], connections=(), path: str | None = None,
-                    extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if not key.upper().startswith(_FOREIGN)}
+                    extra: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> dict[str, str]:
+        """`unset`: prefixes of the machine's variables the agent's host would not have (`PIP_`)."""
+        foreign = _FOREIGN + tuple(prefix.upper() for prefix in unset)
+        env = {key: value for key, value in os.environ.items() if not key.upper().startswith(foreign)}
         env["PATH"] = path if path is not None else _path_with_uv()
         env.update({env_name(name): value for name, value in self.variables.values()})
         env["VSTS_PUBLIC_VARIABLES"] = json.dumps([name for name, _ in self.variables.values()])
@@ -218,9 +223,12 @@ class Agent:
         return env
 
     def run(self, task_dir: Path, inputs: dict[str, str], step: str = "", connections=(),
-            path: str | None = None, extra: dict[str, str] | None = None, timeout: float = 1200) -> TaskRun:
-        """Run one task step with the real node and launcher; output variables become `<step>.<name>`."""
-        env = self.environment(task_dir, inputs, connections, path, extra)
+            path: str | None = None, extra: dict[str, str] | None = None, timeout: float = 1200,
+            unset: tuple[str, ...] = (), on_line=None) -> TaskRun:
+        """Run one task step with the real node and launcher; output variables become `<step>.<name>`.
+
+        `on_line(process, line)` sees each stdout line as it comes (to cancel the step as the agent does)."""
+        env = self.environment(task_dir, inputs, connections, path, extra, unset)
         node = shutil.which("node") or "node"
         started = time.perf_counter()
         process = subprocess.Popen([node, str(Path(task_dir) / "launcher.js")], cwd=self.sources, env=env,
@@ -231,6 +239,8 @@ class Agent:
         reader.start()
         for raw in process.stdout:
             lines.append((time.perf_counter() - started, raw.decode("utf-8").rstrip("\r\n")))
+            if on_line is not None:
+                on_line(process, lines[-1][1])
         try:
             code = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -277,6 +287,11 @@ class Agent:
             run.progress.append(int(props.get("value")))
         elif command.name == "task.uploadsummary":
             run.summaries.append(_mask(Path(data).read_text(encoding="utf-8"), run.secrets))
+            run.summary_titles.append(Path(data).stem)  # the tab's title is the file's name
+        elif command.name == "task.uploadfile":
+            run.uploads.append(data)
+        elif command.name == "results.publish":  # PublishTestResults reads the files named in resultFiles
+            run.test_results.append((props.get("type"), props.get("resultFiles")))
 
 
 def _default(spec: dict) -> str:

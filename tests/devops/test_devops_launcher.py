@@ -4,7 +4,6 @@ Most tests stage a tiny stand-in wheel (an `amlops` whose task runtime only repo
 can start from an empty tools directory without paying for the real dependencies."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -14,51 +13,50 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from devops_agent import REPO, Agent
+from package_index import make_wheel
 
 pytestmark = pytest.mark.slow
 
-FAKE_MAIN = '''import os, sys
+FAKE_MAIN = '''import os, sys, time
 print("amlops 0.0.1: fake " + sys.argv[1], flush=True)
+proxy = "set" if os.environ.get("HTTPS_PROXY") else "unset"
+print("proxy: " + proxy + ", ca: " + os.environ.get("SSL_CERT_FILE", ""), flush=True)
 if os.environ.get("FAKE_MODE") == "crash":
     sys.exit(3)
+time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+deadline = time.monotonic() + 120
+wait_for = os.environ.get("FAKE_WAIT_FOR")
+while wait_for and not os.path.exists(wait_for) and time.monotonic() < deadline:
+    time.sleep(0.05)
 print("##vso[task.complete result=Succeeded;]fake done", flush=True)
 '''
 SMOKE = {"scoringUri": "http://127.0.0.1:9/score"}
 
 
-def _fake_wheel(folder: Path) -> Path:
-    files = {"amlops/__init__.py": "", "amlops/devops/__init__.py": "", "amlops/devops/__main__.py": FAKE_MAIN,
-             "amlops-0.0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: amlops\nVersion: 0.0.1\n",
-             "amlops-0.0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                             "Tag: py3-none-any\n"}
-    record = []
-    path = folder / "amlops-0.0.1-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, text in files.items():
-            data = text.encode()
-            archive.writestr(name, data)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            record.append(f"{name},sha256={digest},{len(data)}")
-        record.append("amlops-0.0.1.dist-info/RECORD,,")
-        archive.writestr("amlops-0.0.1.dist-info/RECORD", "\n".join(record) + "\n")
-    return path
+def fake_wheel(folder: Path, build: str = "", requires: tuple[str, ...] = ()) -> Path:
+    """A stand-in amlops 0.0.1 whose runtime only reports success; `build` changes its bytes, not its version."""
+    files = {"amlops/__init__.py": f"BUILD = {build!r}\n", "amlops/devops/__init__.py": "",
+             "amlops/devops/__main__.py": FAKE_MAIN}
+    return make_wheel(folder, "amlops", "0.0.1", files, requires)
 
 
-@pytest.fixture
-def fake_task(tmp_path: Path) -> Path:
-    folder = tmp_path / "staged" / "AmlSmokeTest"
+def stage_fake(folder: Path, build: str = "", requires: tuple[str, ...] = ()) -> Path:
     folder.mkdir(parents=True)
     shutil.copy2(REPO / "tasks" / "AmlSmokeTest" / "task.json", folder / "task.json")
     shutil.copy2(REPO / "extension" / "launcher.js", folder / "launcher.js")
     (folder / "constraints.txt").write_text("")
-    _fake_wheel(folder)
+    fake_wheel(folder, build, requires)
     return folder
+
+
+@pytest.fixture
+def fake_task(tmp_path: Path) -> Path:
+    return stage_fake(tmp_path / "staged" / "AmlSmokeTest")
 
 
 @pytest.fixture
@@ -66,8 +64,22 @@ def fresh_agent(tmp_path: Path, sources: Path) -> Agent:
     return Agent(work=tmp_path / "work", tools=tmp_path / "tools", sources=sources)
 
 
-def _environment(agent: Agent) -> Path:
-    return agent.tools / "amlops" / f"0.0.1-py{sys.version_info[0]}.{sys.version_info[1]}"
+def environments(agent: Agent) -> list[Path]:
+    return sorted(path for path in (agent.tools / "amlops").glob("env-*-core") if path.is_dir())
+
+
+def build_fingerprint(task_dir: Path) -> str:
+    """What the launcher keys its environment folder by: the wheel, constraints and launcher bytes."""
+    digest = hashlib.sha256()
+    for file in (next(task_dir.glob("amlops-*.whl")), task_dir / "constraints.txt", task_dir / "launcher.js"):
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def environment_of(agent: Agent, task_dir: Path, extras: str = "core") -> Path:
+    """The launcher's environment folder for this build, the test's Python and `extras`."""
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return agent.tools / "amlops" / f"env-{build_fingerprint(task_dir)}-{python}-{extras}"
 
 
 def _succeeded(run) -> None:
@@ -80,7 +92,7 @@ def test_second_start_reuses_the_environment(agent: Agent, staged) -> None:
     for run in (first, second):  # the task itself fails fast (no scoringUri), after starting
         assert run.exit_code == 0 and run.first_line_seconds is not None, run.text()
     assert "preparing the Python environment" not in second.stdout
-    markers = list((agent.tools / "amlops").glob("*/amlops-ready.json"))
+    markers = list((agent.tools / "amlops").glob("env-*/amlops-ready.json"))
     assert len(markers) == 1 and json.loads(markers[0].read_text())["fingerprint"]
 
 
@@ -94,13 +106,13 @@ def test_concurrent_jobs_install_once(fresh_agent: Agent, fake_task: Path) -> No
     for run in runs:
         _succeeded(run)
     assert sum("preparing the Python environment" in run.stdout for run in runs) == 1
-    assert not Path(f"{_environment(fresh_agent)}.lock").exists()
+    assert not Path(f"{environment_of(fresh_agent, fake_task)}.lock").exists()
 
 
 def test_a_lock_left_by_a_dead_job_is_broken(fresh_agent: Agent, fake_task: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock = Path(f"{_environment(fresh_agent)}.lock")
+    lock = Path(f"{environment_of(fresh_agent, fake_task)}.lock")
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": "earlier"}))
     run = fresh_agent.run(fake_task, SMOKE)
@@ -109,7 +121,7 @@ def test_a_lock_left_by_a_dead_job_is_broken(fresh_agent: Agent, fake_task: Path
 
 
 def test_a_live_lock_is_waited_for(fresh_agent: Agent, fake_task: Path) -> None:
-    lock = Path(f"{_environment(fresh_agent)}.lock")
+    lock = Path(f"{environment_of(fresh_agent, fake_task)}.lock")
     lock.parent.mkdir(parents=True)
     lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
     threading.Timer(2.0, lock.unlink).start()
@@ -121,7 +133,7 @@ def test_a_live_lock_is_waited_for(fresh_agent: Agent, fake_task: Path) -> None:
 
 def test_a_broken_environment_is_rebuilt(fresh_agent: Agent, fake_task: Path) -> None:
     _succeeded(fresh_agent.run(fake_task, SMOKE))
-    for package in _environment(fresh_agent).rglob("site-packages/amlops"):
+    for package in environment_of(fresh_agent, fake_task).rglob("site-packages/amlops"):
         shutil.rmtree(package)
     run = fresh_agent.run(fake_task, SMOKE)
     _succeeded(run)
@@ -130,7 +142,7 @@ def test_a_broken_environment_is_rebuilt(fresh_agent: Agent, fake_task: Path) ->
 
 def test_an_environment_without_marker_is_rebuilt(fresh_agent: Agent, fake_task: Path) -> None:
     _succeeded(fresh_agent.run(fake_task, SMOKE))
-    environment = _environment(fresh_agent)
+    environment = environment_of(fresh_agent, fake_task)
     (environment / "amlops-ready.json").unlink()
     (environment / "half-done").write_text("")
     run = fresh_agent.run(fake_task, SMOKE)
@@ -142,8 +154,8 @@ def test_a_failed_install_is_a_task_error(fresh_agent: Agent, fake_task: Path) -
     next(fake_task.glob("*.whl")).write_bytes(b"not a zip file")
     run = fresh_agent.run(fake_task, SMOKE)
     assert run.exit_code == 0 and run.result == "Failed", run.text()
-    assert "installing amlops failed" in run.message and "Full log:" in run.message
-    assert not (_environment(fresh_agent) / "amlops-ready.json").exists()
+    assert "installing amlops failed" in run.message and "Install log:" in run.message
+    assert not (environment_of(fresh_agent, fake_task) / "amlops-ready.json").exists()
 
 
 def test_a_runtime_that_dies_without_a_result_is_reported(fresh_agent: Agent, fake_task: Path) -> None:

@@ -123,3 +123,53 @@ def test_a_variable_holding_a_secret_in_base64_or_form_encoding_is_scrubbed() ->
     removed = secrets.scrub(env, secrets.collect(env))
     assert sorted(removed) == ["ENDPOINT_AUTH_PARAMETER_X_SERVICEPRINCIPALKEY", "FORM", "HTTP_BASIC"]
     assert env == {"HOME": "/home/me"}
+
+
+def test_a_yaml_problem_links_to_its_file_and_line(tmp_path: Path, monkeypatch) -> None:
+    from amlops.pipeline.loader import load_pipeline
+
+    pipeline = tmp_path / "pipeline.yml"
+    pipeline.write_text("$schema: https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json\n"
+                        "type: pipeline\njobs:\n  train:\n    type: command\n    componentt: ./missing.yml\n")
+    monkeypatch.setitem(tasks.TASKS, "AmlSmokeTest", lambda ctx: load_pipeline(pipeline))
+    _, commands, _ = run(["AmlSmokeTest"], smoke_env(tmp_path, INPUT_SCORINGURI="http://x"))
+    located = [c for c in commands if c.name == "task.logissue" and c.properties.get("sourcepath")]
+    assert located, [c.data for c in commands if c.name == "task.logissue"]
+    assert located[0].properties.get("sourcepath") == str(pipeline.resolve())
+    assert int(located[0].properties.get("linenumber")) >= 1
+    assert located[0].properties.get("type") == "error"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_the_agents_cancel_signals_end_cancelled(tmp_path: Path, monkeypatch, signal_name) -> None:
+    import os
+    import signal
+
+    def interrupted(ctx):
+        os.kill(os.getpid(), getattr(signal, signal_name))
+        os.kill(os.getpid(), signal.SIGTERM)  # the agent's second signal while cancelling: ignored
+        return "not reached"
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setitem(tasks.TASKS, "AmlSmokeTest", interrupted)
+    code, commands, _ = run(["AmlSmokeTest"], smoke_env(tmp_path, INPUT_SCORINGURI="http://x"))
+    assert code == 0 and completion(commands) == ("Cancelled", "the task was cancelled")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_proxy_password_is_masked_but_the_proxy_stays(tmp_path: Path, monkeypatch) -> None:
+    proxy = "http://builder:p%40ss%3Bw0rd@proxy.corp:8080"
+
+    def task(ctx):
+        print("connecting through", proxy, "as p@ss;w0rd")
+        return "done"
+    monkeypatch.setitem(tasks.TASKS, "AmlSmokeTest", task)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    env = smoke_env(tmp_path, INPUT_SCORINGURI="http://x", HTTPS_PROXY=proxy)
+    out = io.StringIO()
+    runtime.main(["AmlSmokeTest"], stream=out, environ=env)
+    secrets = {parse_command(line).data for line in out.getvalue().splitlines()
+               if line.startswith("##vso[task.setsecret]")}
+    assert {"p@ss;w0rd", "p%40ss%3Bw0rd"} <= secrets
+    assert env["HTTPS_PROXY"] == proxy
+    printed = [line for line in out.getvalue().splitlines() if "connecting through" in line]
+    assert printed and "p@ss" not in printed[0] and "p%40ss" not in printed[0]

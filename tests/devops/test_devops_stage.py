@@ -105,7 +105,10 @@ def test_data_source_bindings_target_inputs_and_real_arm_routes(name: str) -> No
         assert binding["target"] in inputs and binding["endpointId"] == "$(azureSubscription)"
         targets.add(binding["target"])
         if "endpointUrl" in binding:
-            url = binding["endpointUrl"].replace("{{{endpoint.url}}}", "/")
+            # the first page's URL; later pages follow ARM's nextLink (tests/devops/test_task_json.py)
+            url = re.sub(r"^\{\{#if NextLink\}\}\{\{\{NextLink\}\}\}\{\{else\}\}(.*)\{\{/if\}\}$", r"\1",
+                         binding["endpointUrl"])
+            url = url.replace("{{{endpoint.url}}}", "/")
             url = url.replace("{{{endpoint.subscriptionId}}}", "sub")
             url = re.sub(r"\$\((\w+)\)", "x", url)
             path, _, query = url.partition("?")

@@ -7,6 +7,7 @@ import os
 import shutil
 import threading
 import uuid
+import xml.etree.ElementTree as ElementTree
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -109,6 +110,12 @@ def test_smoke_test_failing(agent: Agent, staged, scorer: str, sources: Path) ->
     assert_failed(run, "smoke test failed", "expected 0.9000")
     assert run.outputs["smokeTestPassed"] == "false"
     assert run.summaries and "FAILED" in run.summaries[0]
+    assert run.summary_titles == ["AmlSmokeTest"]
+    [(kind, path)] = run.test_results
+    suite = ElementTree.parse(path).getroot().find("testsuite")
+    assert kind == "JUnit" and suite.get("failures") == "1"
+    failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
+    assert failed == ["expected values"]
 
 
 def test_smoke_test_passing_sets_latency_outputs(agent: Agent, staged, scorer: str, sources: Path) -> None:

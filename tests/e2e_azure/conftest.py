@@ -40,9 +40,12 @@ def prepared_tools(tmp_path_factory, staged_tasks) -> Path:
     work = tmp_path_factory.mktemp("e2e-warmup")
     sources = work / "s"
     sources.mkdir()
-    run = Agent(work=work, tools=tools, sources=sources).run(
-        staged_tasks["AmlSmokeTest"], {"scoringUri": "http://127.0.0.1:9/score"}, step="warmup")
-    assert (tools / "amlops").is_dir() and any((tools / "amlops").glob("*/amlops-ready.json")), \
+    # The launcher's environment for `target: azure` (the `azure` extras) and the smoke test's (none); each task
+    # then fails on its inputs, which does not matter here.
+    agent = Agent(work=work, tools=tools, sources=sources)
+    run = agent.run(staged_tasks["AmlPublishPipeline"], {"target": "azure"}, step="warmup")
+    agent.run(staged_tasks["AmlSmokeTest"], {"scoringUri": "http://127.0.0.1:9/score"})
+    assert len(list((tools / "amlops").glob("env-*/amlops-ready.json"))) == 2, \
         f"the launcher did not prepare its environment:\n{run.stdout}\n{run.stderr}"
     return tools
 

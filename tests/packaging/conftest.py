@@ -10,7 +10,7 @@ import pytest
 
 from support import REPO
 
-EXTENSION_SOURCES = ("vss-extension.json", "LICENSE", "extension", "tasks")
+EXTENSION_SOURCES = ("vss-extension.json", "LICENSE", "extension", "tasks", "docs/tasks")
 
 
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE")
@@ -32,6 +32,12 @@ def wheel(tmp_path_factory, wheel_source: Path) -> Path:
     from amlops.packaging.package import build_reproducible_wheel
 
     return build_reproducible_wheel(tmp_path_factory.mktemp("wheel"), wheel_source)
+
+
+@pytest.fixture(autouse=True)
+def wheel_cache_in_temp(tmp_path_factory, monkeypatch) -> None:
+    """`amlops package` caches the wheels it builds; tests keep that cache out of the user's folder."""
+    monkeypatch.setenv("AMLOPS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "amlops-cache"))
 
 
 def copy_sources(target: Path) -> Path:

@@ -109,12 +109,27 @@ def test_each_task_folder_holds_everything_its_task_needs(unzipped: Path, wheel:
         folder = unzipped / "tasks" / name
         assert sorted(p.name for p in folder.iterdir()) == sorted(
             ["task.json", "icon.png", "launcher.js", "constraints.txt", wheel.name]), name
-        assert (folder / "task.json").read_bytes() == (REPO / "tasks" / name / "task.json").read_bytes()
+        assert_same_task_with_absolute_help(folder / "task.json", REPO / "tasks" / name / "task.json")
         assert (folder / "launcher.js").read_bytes() == (REPO / "extension" / "launcher.js").read_bytes()
         assert (folder / "constraints.txt").read_bytes() == (REPO / "tasks" / "constraints.txt").read_bytes()
         assert (folder / wheel.name).read_bytes() == wheel.read_bytes()
         task = json.loads((folder / "task.json").read_text(encoding="utf-8-sig"))
         assert all((folder / handler["target"]).is_file() for handler in task["execution"].values())
+
+
+def assert_same_task_with_absolute_help(packaged_path: Path, source_path: Path) -> None:
+    """The packaged task.json is the source's, with help links made absolute and a helpUrl added."""
+    packaged = json.loads(packaged_path.read_text(encoding="utf-8-sig"))
+    source = json.loads(source_path.read_text(encoding="utf-8-sig"))
+    base = "https://github.com/amlops/amlops/blob/HEAD/"
+    assert packaged.pop("helpUrl") == f"{base}docs/tasks/{source['name']}.md"
+    assert f"]({base}docs/tasks/{source['name']}.md)" in packaged["helpMarkDown"]
+    assert "](docs/" not in json.dumps(packaged)
+    for task in (packaged, source):
+        task.pop("helpMarkDown")
+        for item in task["inputs"]:
+            item.pop("helpMarkDown", None)
+    assert packaged == source
 
 
 def test_the_shipped_wheel_has_a_valid_record(wheel: Path) -> None:
@@ -165,6 +180,34 @@ def test_two_wheel_builds_are_byte_identical(wheel: Path, wheel_source: Path, tm
     _touch_everything(tmp_path / "copy", 1_234_567_890, 0o664)
     again = build_reproducible_wheel(tmp_path / "wheel", tmp_path / "copy")
     assert again.name == wheel.name and again.read_bytes() == wheel.read_bytes()
+
+
+def test_an_unchanged_source_is_served_from_the_wheel_cache(wheel: Path, wheel_source: Path, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    """The cache is keyed by the source content: a hit is the very same wheel without a build, an edit a miss."""
+    import shutil
+
+    from amlops.packaging import stage
+    from amlops.packaging.package import build_reproducible_wheel
+
+    if stage.in_process_backend() is None:
+        pytest.skip("setuptools>=77 is not installed here (pip install -e '.[dev]'): no in-process build to cache")
+    source, cache = tmp_path / "source", tmp_path / "cache"
+    shutil.copytree(wheel_source, source)
+    first = build_reproducible_wheel(tmp_path / "one", source, cache=cache)
+    assert first.read_bytes() == wheel.read_bytes()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("an unchanged source was built again")
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "build_wheel", no_build)
+        _touch_everything(source, 1_234_567_890, 0o664)  # times and modes are not content
+        again = build_reproducible_wheel(tmp_path / "two", source, cache=cache)
+    assert again.read_bytes() == first.read_bytes()
+    (source / "src" / "amlops" / "py.typed").write_text("# changed\n")
+    changed = build_reproducible_wheel(tmp_path / "three", source, cache=cache)
+    assert changed.read_bytes() != first.read_bytes()
+    assert len([key for key in cache.iterdir() if not key.name.startswith(".")]) == 2
 
 
 # -- options ---------------------------------------------------------------------------------------------------------

@@ -31,8 +31,11 @@ def test_staged_tasks_run_from_the_unzipped_package(unzipped: Path, tmp_path: Pa
     tools = tmp_path_factory.mktemp("agent-tools")
     four_tasks_in_sequence(Agent(work=tmp_path, tools=tools, sources=sources), staged)
     # The launcher's environment was built from the wheel and constraints inside the package.
-    [marker] = (tools / "amlops").glob("*/amlops-ready.json")
+    # One per set of extras: `local` for the three workspace tasks, none for the smoke test.
+    markers = sorted((tools / "amlops").glob("env-*/amlops-ready.json"))
+    assert sorted(marker.parent.name.rsplit("-", 1)[1] for marker in markers) == ["core", "local"]
     folder = staged["AmlSmokeTest"]
     [wheel] = folder.glob("amlops-*.whl")
-    digest = hashlib.sha256(wheel.read_bytes() + (folder / "constraints.txt").read_bytes()).hexdigest()[:16]
-    assert json.loads(marker.read_text())["fingerprint"] == digest
+    digest = hashlib.sha256(b"".join(path.read_bytes() + b"\0" for path in (
+        wheel, folder / "constraints.txt", folder / "launcher.js"))).hexdigest()[:16]
+    assert {json.loads(marker.read_text())["fingerprint"] for marker in markers} == {digest}

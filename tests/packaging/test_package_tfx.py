@@ -49,6 +49,21 @@ def test_same_package_as_tfx(variant: str, root: Path, wheel: Path, tmp_path: Pa
         assert ours[name] == theirs[name], name
 
 
+def test_two_major_versions_of_a_task_and_screenshots_as_tfx(root: Path, wheel: Path, tmp_path: Path) -> None:
+    """AmlSmokeTest V0 and V1 side by side (same id and name, as Microsoft ships AzureCLI V1 and V2), and a
+    screenshot that is also the icon: packaged as tfx packages them."""
+    from test_package_validation import second_major
+
+    second_major(1)(root)
+    screenshots = ["--override", json.dumps({"screenshots": [{"path": "extension/icon.png"}]})]
+    ours, theirs = _both(root, wheel, tmp_path, screenshots, screenshots)
+    assert "tasks/AmlSmokeTestV1/task.json" in ours and sorted(ours) == sorted(theirs)
+    assert xml_items(ours["extension.vsixmanifest"]) == xml_items(theirs["extension.vsixmanifest"])
+    assert "Microsoft.VisualStudio.Services.Screenshots.1" in ours["extension.vsixmanifest"].decode()
+    assert vso(ours) == vso(theirs)
+    assert content_types(ours["[Content_Types].xml"]) == content_types(theirs["[Content_Types].xml"])
+
+
 def test_generated_parts_are_byte_identical_to_tfx(root: Path, wheel: Path, tmp_path: Path) -> None:
     """Beyond what is required (same elements in any order): the very same bytes, element order included."""
     ours, theirs = _both(root, wheel, tmp_path, [], [])

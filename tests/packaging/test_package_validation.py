@@ -50,6 +50,22 @@ def _same_guid(root: Path) -> None:
     task_edit("AmlSmokeTest", lambda t: t.update(id=task_id.upper()))(root)
 
 
+def second_major(major_change: int) -> Callable[[Path], None]:
+    """A copy of AmlSmokeTest (same id and name) as tasks/AmlSmokeTestV1, its Major version moved by major_change."""
+    def change(root: Path) -> None:
+        import shutil
+        shutil.copytree(root / "tasks" / "AmlSmokeTest", root / "tasks" / "AmlSmokeTestV1")
+        task_edit("AmlSmokeTestV1", lambda t: t["version"].update(Major=t["version"]["Major"] + major_change))(root)
+
+        def register(m: dict) -> None:
+            m["files"].append({"path": "tasks/AmlSmokeTestV1"})
+            m["contributions"].append({"id": "aml-smoke-test-v1", "type": "ms.vss-distributed-task.task",
+                                       "targets": ["ms.vss-distributed-task.tasks"],
+                                       "properties": {"name": "tasks/AmlSmokeTestV1"}})
+        manifest_edit(register)(root)
+    return change
+
+
 CASES = {
     # what tfx-cli rejects
     "no id": (manifest_edit(lambda m: m.pop("id")), "id is missing"),
@@ -81,6 +97,11 @@ CASES = {
     "task id not a GUID": (task_edit("AmlSmokeTest", lambda t: t.update(id="smoke")),
                            "tasks/AmlSmokeTest/task.json: id 'smoke' must be a GUID"),
     "task ids not unique": (_same_guid, "is also the id of tasks/AmlPublishPipeline/task.json"),
+    "one Major version twice": (second_major(0), "versions shipped side by side need different Major numbers"),
+    "screenshots not a list of paths": (manifest_edit(lambda m: m.update(screenshots=["a.png"])),
+                                        "screenshots must be a list"),
+    "screenshot outside the root": (manifest_edit(lambda m: m.update(screenshots=[{"path": "../a.png"}])),
+                                    "screenshots[0].path '../a.png' must be a relative path"),
     "handler target missing": (task_edit("AmlSmokeTest", lambda t: t["execution"]["Node24"].update(target="x.js")),
                                "execution.Node24.target 'x.js' is not in the staged task folder"),
     "task folder not in files": (manifest_edit(lambda m: m["files"].pop(3)),

@@ -28,9 +28,11 @@ import click
               help="Ship this amlops wheel instead of building one from the root.")
 @click.option("--stage-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Keep the staged package root here (a new or empty folder), e.g. to inspect it or feed tfx.")
+@click.option("--no-cache", is_flag=True,
+              help="Build the wheel even when one built from the same sources is cached (AMLOPS_CACHE_DIR/wheels).")
 def package(root: Path, out: Path | None, publisher: str | None, override_json: str | None,
             overrides_file: Path | None, rev_version: bool, dev: bool, wheel: Path | None,
-            stage_dir: Path | None) -> None:
+            stage_dir: Path | None, no_cache: bool) -> None:
     """Build the .vsix the Visual Studio Marketplace and Azure DevOps Server accept: the amlops wheel (setuptools),
     each task folder (task.json, icon, launcher, wheel, pinned constraints) and the manifests tfx-cli would write.
 
@@ -41,7 +43,7 @@ def package(root: Path, out: Path | None, publisher: str | None, override_json: 
 
     result = package_extension(PackageOptions(root=root, out=out, publisher=publisher, override=override_json,
                                               overrides_file=overrides_file, rev_version=rev_version, dev=dev,
-                                              wheel=wheel, stage_dir=stage_dir))
+                                              wheel=wheel, stage_dir=stage_dir, no_cache=no_cache))
     for warning in result.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"{result.path}  ({result.size / 1024:.0f} KiB, {len(result.parts)} parts, "

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 import sys
 import tempfile
 import threading
@@ -14,6 +16,7 @@ import traceback
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from amlops import __version__
 from amlops.devops import secrets
@@ -24,6 +27,7 @@ from amlops.errors import AmlopsError
 
 CACHE_VARIABLE = "AMLOPS_CACHE_DIR"
 OWNER_PIPE_VARIABLE = "AMLOPS_OWNER_PIPE"
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 
 
 class TaskFailed(AmlopsError):
@@ -97,6 +101,7 @@ def main(argv: list[str], stream=None, environ: MutableMapping[str, str] | None 
     name = argv[0] if argv else ""
     summary = Summary(name or "amlops")
     result, message = "Succeeded", ""
+    signals = _CancelSignals()
     try:
         _protect(log, env, environ, name)
         log.info(f"amlops {__version__}: {name or '(no task name)'} on Python {sys.version.split()[0]}")
@@ -107,8 +112,10 @@ def main(argv: list[str], stream=None, environ: MutableMapping[str, str] | None 
         result, message = "Cancelled", "the task was cancelled"
     except BaseException as error:  # noqa: B902 - the agent must always get task.complete
         result, message = "Failed", _unexpected(log, error)
+    signals.quiet()
     _upload(log, summary, env, name)
     log.complete(result, message)
+    signals.restore()
     return 0
 
 
@@ -130,16 +137,62 @@ def _die_with_launcher(environ: MutableMapping[str, str]) -> None:
     threading.Thread(target=watch, daemon=True, name="launcher-watch").start()
 
 
+class _CancelSignals:
+    """SIGINT and SIGTERM (SIGBREAK on Windows) raise KeyboardInterrupt once; later ones are ignored.
+
+    The agent cancels with SIGINT, then SIGTERM 7.5 s later, then kills the tree: the first signal
+    starts the cancel (the Azure ML job's cancel is requested, not awaited) and a second one must not
+    interrupt it, nor the task.complete that follows.
+    """
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGBREAK")
+
+    def __init__(self) -> None:
+        self.cancelling = False
+        self.previous: dict[int, object] = {}
+        try:
+            for number in (getattr(signal, name) for name in self.NAMES if hasattr(signal, name)):
+                self.previous[number] = signal.signal(number, self._handle)
+        except ValueError:  # not the main thread (an embedding caller): leave signals alone
+            self.previous = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.cancelling:
+            self.cancelling = True
+            raise KeyboardInterrupt
+
+    def quiet(self) -> None:
+        self.cancelling = True
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
 def _protect(log: Log, env: Mapping[str, str], environ: MutableMapping[str, str], name: str) -> None:
     """Mask every secret before anything is printed and keep them out of child processes."""
     from amlops.devops.tasks import secret_inputs
 
     hidden = secret_inputs(name)
     found = secrets.collect(env, hidden)
-    for value in found:
+    for value in found + proxy_passwords(env):
         log.setsecret(value)
     removed = secrets.scrub(environ, found, hidden)
     log.debug(f"removed {len(removed)} secret variable(s) from the environment of child processes")
+
+
+def proxy_passwords(env: Mapping[str, str]) -> list[str]:
+    """Passwords inside the proxy URLs the launcher built from the agent's proxy: masked, but the variables
+    stay, so the Azure SDK, training steps and the scoring server still go through the proxy."""
+    found = []
+    for name in PROXY_VARIABLES:
+        try:
+            password = urlsplit(env.get(name) or "").password
+        except ValueError:
+            password = None
+        if password:
+            found.append(unquote(password))
+    return list(dict.fromkeys(found))
 
 
 def _run(name: str, env: Mapping[str, str], environ: MutableMapping[str, str], log: Log,
@@ -184,11 +237,22 @@ def _set_cache_dir(env: Mapping[str, str], environ: MutableMapping[str, str]) ->
         environ[CACHE_VARIABLE] = str(Path(tools) / "amlops" / "cache")
 
 
+_LOCATED = re.compile(r"^(?P<path>[^\n]+?):(?P<line>\d+): (?P<text>.+)$")
+
+
 def _failure(log: Log, error: AmlopsError) -> str:
-    """Log each problem as an error issue; the first one (and a count) is the task's message."""
+    """Log each problem as an error issue; the first one (and a count) is the task's message.
+
+    A problem that starts with `file:line: ` (a YAML problem) is logged with `sourcepath` and `linenumber`,
+    so the Issues view links to the line."""
     problems = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
     for problem in problems:
-        log.error(problem)
+        found = _LOCATED.match(problem)
+        if found and Path(found["path"]).is_file():
+            log.logissue("error", problem, source_path=str(Path(found["path"]).resolve()),
+                         line=int(found["line"]))
+        else:
+            log.error(problem)
     more = f" (and {len(problems) - 1} more problems above)" if len(problems) > 1 else ""
     return problems[0] + more
 

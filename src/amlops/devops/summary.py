@@ -40,8 +40,11 @@ class Summary:
         return "\n\n".join(self.parts) + "\n"
 
     def write(self, directory: Path, task_name: str) -> Path:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"amlops-{task_name}-{uuid.uuid4().hex[:8]}.md"
+        """`<directory>/amlops-<random>/<task_name>.md`: the agent titles the summary tab with the file's name,
+        and a folder of its own keeps two steps of one task from overwriting each other."""
+        folder = directory / f"amlops-summary-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{task_name}.md"
         path.write_text(self.text(), encoding="utf-8")
         return path
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from amlops import names
 from amlops.devops import endpoint
+from amlops.devops.junit import write_junit
 from amlops.devops.runtime import TaskContext, TaskFailed
 from amlops.devops.summary import latency_table, metrics_table, properties, table
 from amlops.errors import AmlopsError
@@ -272,11 +273,24 @@ def smoke_test(ctx: TaskContext) -> str:
     if checks:
         ctx.summary.add("Checks", table(("check", "result", "detail"),
                                         ((name, "pass" if ok else "FAIL", detail) for name, ok, detail in checks)))
+        _publish_checks(ctx, checks)
     ctx.summary.add("Latency", latency_table(latency, budget))
     if not report.passed:
         message = report.message
         raise TaskFailed(message if message.startswith("smoke test failed") else f"smoke test failed: {message}")
     return f"smoke test passed: {report.requests} requests, p95 {_ms(latency.get('p95'))} ms"
+
+
+def _publish_checks(ctx: TaskContext, checks: Any) -> None:
+    """The checks as a test run in the Tests tab (JUnit XML, `results.publish`)."""
+    try:
+        path = write_junit(ctx.temp_dir, "amlops smoke test", checks)
+    except OSError as error:
+        ctx.log.warning(f"could not write the smoke-test results: {error}")
+        return
+    ctx.log.command("results.publish", {"type": "JUnit", "runTitle": f"Smoke test {ctx.text('scoringUri')}",
+                                        "resultFiles": str(path), "mergeResults": False,
+                                        "publishRunAttachments": True})
 
 
 # -- AmlDeployOnlineEndpoint -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ first write.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import shutil
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any, Iterator
 from amlops.errors import AmlopsError
 from amlops.packaging import stage
 from amlops.packaging.archive import ZIP_EPOCH, normalize_wheel, zip_bytes
+from amlops.packaging.helplinks import repository_base, with_absolute_help
 from amlops.packaging.manifest import (MANIFEST_NAME, TaskRef, apply_overrides, bump_patch, bump_version,
                                        dev_overrides, dev_task_id, get, inside_root, key_of, load_manifest,
                                        normalize_path, overrides_from, read_json, rewrite_json, task_refs)
@@ -46,6 +48,7 @@ class PackageOptions:
     dev: bool = False
     wheel: Path | None = None
     stage_dir: Path | None = None
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,8 @@ def package_extension(options: PackageOptions) -> PackageResult:
         with _timed(seconds, "validate"):
             plan = prepare(options, Path(scratch))
         with _timed(seconds, "wheel"):
-            wheel = Path(options.wheel) if options.wheel else build_reproducible_wheel(Path(scratch) / "wheel",
-                                                                                       plan.root)
+            wheel = Path(options.wheel) if options.wheel else build_reproducible_wheel(
+                Path(scratch) / "wheel", plan.root, cache=None if options.no_cache else wheel_cache())
         layout = _layout_dir(options.stage_dir, Path(scratch) / "layout")
         with _timed(seconds, "stage"):
             fail_on(stage_layout(plan, layout, wheel))
@@ -189,19 +192,57 @@ def _with(manifest: dict, name: str, value: Any) -> dict:
 
 
 # -- the wheel ----------------------------------------------------------------------------------------------------
-def build_reproducible_wheel(out_dir: Path, source: Path) -> Path:
-    """stage.build_wheel with SOURCE_DATE_EPOCH set (fixed entry times), then rewritten deterministically."""
+def build_reproducible_wheel(out_dir: Path, source: Path, cache: Path | None = None) -> Path:
+    """stage.build_wheel with SOURCE_DATE_EPOCH set (fixed entry times), then rewritten deterministically.
+
+    With `cache` (a folder), a wheel built in process is kept under a key of the source content, the backend's
+    version and SOURCE_DATE_EPOCH, and an unchanged source is not built again."""
     if not (Path(source) / "pyproject.toml").is_file():
         raise AmlopsError(f"{source} has no pyproject.toml to build the amlops wheel from; run in the repository "
                           "root or pass --wheel PATH")
+    epoch = os.environ.get("SOURCE_DATE_EPOCH") or str(ZIP_EPOCH)
+    backend = stage.in_process_backend()
+    key = hashlib.sha256(f"{backend}\0{epoch}\0{stage.source_digest(Path(source))}".encode()).hexdigest()[:24]
+    cached = _cached_wheel(cache, key) if cache is not None and backend else None
+    if cached is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(cached, out_dir / cached.name))
     previous = os.environ.get("SOURCE_DATE_EPOCH")
-    os.environ["SOURCE_DATE_EPOCH"] = previous or str(ZIP_EPOCH)
+    os.environ["SOURCE_DATE_EPOCH"] = epoch
     try:
-        wheel = stage.build_wheel(out_dir, source)
+        wheel = normalize_wheel(stage.build_wheel(out_dir, source))
     finally:
         if previous is None:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
-    return normalize_wheel(wheel)
+    if cache is not None and backend:
+        _keep(cache, key, wheel)
+    return wheel
+
+
+def wheel_cache() -> Path:
+    """Where `amlops package` keeps the wheels it built (AMLOPS_CACHE_DIR, else the user's cache folder)."""
+    explicit = os.environ.get("AMLOPS_CACHE_DIR")
+    base = Path(explicit) if explicit else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "amlops"
+    return base / "wheels"
+
+
+def _cached_wheel(cache: Path, key: str) -> Path | None:
+    found = sorted((Path(cache) / key).glob("amlops-*.whl")) if (Path(cache) / key).is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
+def _keep(cache: Path, key: str, wheel: Path) -> None:
+    """Store atomically (a folder renamed into place), so a concurrent reader never sees half a wheel."""
+    try:
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache))
+    except OSError:
+        return  # no cache this time; the wheel was built
+    try:
+        shutil.copy2(wheel, scratch / wheel.name)
+        os.replace(scratch, Path(cache) / key)
+    except OSError:  # another build stored the same key first
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 # -- staging ------------------------------------------------------------------------------------------------------
@@ -229,12 +270,16 @@ def stage_layout(plan: _Plan, layout: Path, wheel: Path) -> list[str]:
 
 
 def _paths_to_copy(manifest: dict) -> list[str]:
-    """Every path `files`, `icons` and `content` name that stays inside the root (others are reported)."""
+    """Every path `files`, `icons`, `screenshots` and `content` name that stays inside the root (others are
+    reported)."""
     icons, content = get(manifest, "icons"), get(manifest, "content")
     paths = [e["path"] for e in get(manifest, "files") or [] if isinstance(e, dict) and isinstance(e.get("path"), str)]
     paths += [p for p in (icons.values() if isinstance(icons, dict) else []) if isinstance(p, str)]
     paths += [c["path"] for c in (content.values() if isinstance(content, dict) else [])
               if isinstance(c, dict) and isinstance(c.get("path"), str)]
+    screenshots = get(manifest, "screenshots")
+    paths += [s["path"] for s in (screenshots if isinstance(screenshots, list) else [])
+              if isinstance(s, dict) and isinstance(s.get("path"), str)]
     return [p for p in dict.fromkeys(normalize_path(p) for p in paths if inside_root(p)) if p]
 
 
@@ -244,6 +289,7 @@ def _stage_task(plan: _Plan, ref: TaskRef, task: Any, layout: Path, wheel: Path)
     parent = PurePosixPath(ref.folder).parent
     folder = stage.stage_task(ref.name, layout / parent, wheel, plan.root / CONSTRAINTS,
                               tasks_dir=plan.root / parent, launcher=plan.root / LAUNCHER)
+    task = with_absolute_help(task, repository_base(plan.manifest), plan.root)
     if task != read_json(folder / "task.json"):
         rewrite_json(folder / "task.json", task)
 

@@ -96,7 +96,7 @@ def _add_files_entry(layout: Path, index: int, entry: object, parts: dict, probl
 
 
 def _deferred(manifest: dict) -> list[tuple[str, str, str | None]]:
-    """icons, content and details: tfx adds them after `files`, in the manifest's key order."""
+    """icons, screenshots, content and details: tfx adds them after `files`, in the manifest's key order."""
     found = []
     for key in manifest:
         value = manifest[key]
@@ -107,6 +107,10 @@ def _deferred(manifest: dict) -> list[tuple[str, str, str | None]]:
         elif lower == "content" and isinstance(value, dict):
             found += [(item["path"], f"Microsoft.VisualStudio.Services.Content.{start_case(kind)}",
                        item.get("contentType")) for kind, item in value.items()
+                      if isinstance(item, dict) and isinstance(item.get("path"), str)]
+        elif lower == "screenshots" and isinstance(value, list):
+            found += [(item["path"], f"Microsoft.VisualStudio.Services.Screenshots.{number}", item.get("contentType"))
+                      for number, item in enumerate(value, start=1)
                       if isinstance(item, dict) and isinstance(item.get("path"), str)]
         elif lower == "details" and isinstance(value, dict) and isinstance(value.get("path"), str):
             found.append((value["path"], "Microsoft.VisualStudio.Services.Content.Details", value.get("contentType")))

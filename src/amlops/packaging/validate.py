@@ -21,7 +21,7 @@ VSS_TARGETS = ("Microsoft.VisualStudio.Services", "Microsoft.VisualStudio.Servic
                "Microsoft.TeamFoundation.Server")
 OTHER_TARGETS = ("Microsoft.VisualStudio.Services.Integration", "Microsoft.TeamFoundation.Server.Integration",
                  "Microsoft.VisualStudio.Services.Cloud.Integration", "Microsoft.VisualStudio.Offer")
-UNSUPPORTED = ("branding", "screenshots", "badges", "galleryproperties", "customerqnasupport",
+UNSUPPORTED = ("branding", "badges", "galleryproperties", "customerqnasupport",
                "showpricingcalculator")
 HANDLERS = ("execution", "prejobexecution", "postjobexecution")
 _M = "vss-extension.json"
@@ -55,6 +55,9 @@ def _path_problems(manifest: dict) -> list[str]:
     paths += [(f"icons.{k}", v) for k, v in _object(get(manifest, "icons")).items()]
     paths += [(f"content.{k}.path", v.get("path")) for k, v in _object(get(manifest, "content")).items()
               if isinstance(v, dict)]
+    screenshots = get(manifest, "screenshots")
+    paths += [(f"screenshots[{i}].path", s.get("path")) for i, s in enumerate(screenshots or [])
+              if isinstance(screenshots, list) and isinstance(s, dict)]
     paths += [(f"contribution {c.get('id')!r} properties.name", _object(c.get("properties")).get("name"))
               for c in get(manifest, "contributions") or [] if isinstance(c, dict)
               and c.get("type") == TASK_CONTRIBUTION]
@@ -115,6 +118,10 @@ def _listing_problems(manifest: dict) -> list[str]:
     else:
         problems += [f"{_M}: category {c!r} is unknown; use one of {', '.join(CATEGORIES)}"
                      for c in categories if c not in CATEGORIES]
+    screenshots = get(manifest, "screenshots")
+    if screenshots is not None and (not isinstance(screenshots, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("path"), str) for s in screenshots)):
+        problems.append(f"{_M}: screenshots must be a list of {{\"path\": \"images/screen1.png\"}} objects")
     repository = get(manifest, "repository")
     if repository is not None and (not isinstance(repository, dict) or repository.get("type") != "git"
                                    or not (repository.get("uri") or repository.get("url"))):
@@ -189,8 +196,8 @@ def files_cover(manifest: dict, folder: str) -> bool:
 def task_problems(manifest: dict, tasks: dict[TaskRef, Any]) -> list[str]:
     """`tasks` maps each task contribution to its parsed task.json (or an error message string)."""
     problems: list[str] = []
-    ids: dict[str, str] = {}
-    names: dict[str, str] = {}
+    versions: dict[tuple[str, str], str] = {}
+    owners: dict[str, tuple[str, str, str]] = {}  # id or name -> (label, id, name)
     for ref, task in tasks.items():
         label = f"{ref.folder}/task.json"
         if not files_cover(manifest, ref.folder):
@@ -200,12 +207,27 @@ def task_problems(manifest: dict, tasks: dict[TaskRef, Any]) -> list[str]:
             problems.append(task)
             continue
         problems += task_json_problems(task, label)
-        for key, seen in (("id", ids), ("name", names)):
-            value = str(task.get(key, "")).lower()
-            if value and value in seen:
-                problems.append(f"{label}: {key} {task[key]!r} is also the {key} of {seen[value]}; every task needs "
-                                f"its own {key}")
-            seen.setdefault(value, label)
+        problems += _version_problems(task, label, versions, owners)
+    return problems
+
+
+def _version_problems(task: dict, label: str, versions: dict, owners: dict) -> list[str]:
+    """One task may ship several Major versions side by side (same id and name, as Microsoft ships AzureCLI V1
+    and V2); otherwise every task needs its own id and name, and one Major version of a task is shipped once."""
+    task_id, name = str(task.get("id", "")).lower(), str(task.get("name", "")).lower()
+    major = str((task.get("version") or {}).get("Major")) if isinstance(task.get("version"), dict) else "?"
+    problems = []
+    for key, value in (("id", task_id), ("name", name)):
+        other = owners.get(f"{key}:{value}")
+        if value and other and (other[1], other[2]) != (task_id, name):
+            problems.append(f"{label}: {key} {task.get(key)!r} is also the {key} of {other[0]}; every task needs "
+                            f"its own {key} (two Major versions of one task share both id and name)")
+        owners.setdefault(f"{key}:{value}", (label, task_id, name))
+    if task_id and (task_id, major) in versions:
+        problems.append(f"{label}: version {major} of task {task.get('name')!r} is also in "
+                        f"{versions[(task_id, major)]}; "
+                        "versions shipped side by side need different Major numbers")
+    versions.setdefault((task_id, major), label)
     return problems
 
 

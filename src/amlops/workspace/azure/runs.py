@@ -135,7 +135,7 @@ class Waiter:
                     return self._cancel(f"timed out after {self.timeout_s:g} s")
                 time.sleep(self.ws.poll_interval_s)
         except KeyboardInterrupt:
-            self._cancel("interrupted")
+            self.request_cancel("interrupted")
             raise
         if status_of(self.job) == "Failed":
             self.error = failure_message(self.ws, self.job)
@@ -162,6 +162,14 @@ class Waiter:
             if self.children.get(step) != status_of(child):
                 self.children[step] = status_of(child)
                 self.emit("status", step, self.children[step])
+
+    def request_cancel(self, reason: str) -> None:
+        """Send the job's cancel without waiting for it: a cancelled task has seconds before it is killed."""
+        self.emit("info", "", f"{reason}: cancel requested for job {self.name} (not waiting for it)")
+        try:
+            self.ws.ml_client.jobs.begin_cancel(self.name)  # the POST goes out here; .result() would poll
+        except Exception as error:  # noqa: BLE001 - reported, the task is ending anyway
+            self.emit("info", "", f"could not request the cancel of job {self.name}: {error}")
 
     def _cancel(self, reason: str) -> "Waiter":
         self.emit("info", "", f"{reason}: canceling job {self.name}")
