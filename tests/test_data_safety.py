@@ -154,7 +154,22 @@ def test_models_register_from_a_failed_run_is_refused(published, mini_project):
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
-def test_uri_file_input_of_dev_zero_is_refused(mini_project, workspace):
+@pytest.fixture
+def bounded_writes():
+    """Files this process writes stay under 64 MiB while the test runs: a regression that copies /dev/zero fails
+    with EFBIG instead of filling the disk (it once wrote 71 GB)."""
+    resource = pytest.importorskip("resource")
+    import signal
+
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024, limits[1]))
+    yield
+    resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_uri_file_input_of_dev_zero_is_refused(mini_project, workspace, bounded_writes):
     edit(mini_project / "pipeline.yml", "path: ./data/numbers.csv", "path: /dev/zero")
     with pytest.raises(AmlopsError, match="pipeline input 'data': /dev/zero is a character device"):
         api.publish(workspace, mini_project / "pipeline.yml")
