@@ -16,7 +16,8 @@ def workspace_options(command: Callable) -> Callable:
     @click.option("--backend", type=click.Choice(["local", "azure"]), default="local", show_default=True,
                   envvar="AMLOPS_BACKEND", help="Where to work: the embedded local workspace or Azure ML.")
     @click.option("--workspace", "workspace_path", type=click.Path(file_okay=False), envvar="AMLOPS_WORKSPACE",
-                  help="Local workspace folder [default: .amlops, or $AMLOPS_WORKSPACE].")
+                  help="Local workspace folder [default: $AMLOPS_WORKSPACE, else the nearest .amlops in this "
+                  "folder or a parent up to the repository root, else .amlops at the repository root].")
     @click.option("--subscription-id", envvar="AZURE_SUBSCRIPTION_ID", help="Azure subscription (azure backend).")
     @click.option("--resource-group", envvar="AZURE_RESOURCE_GROUP", help="Resource group (azure backend).")
     @click.option("--workspace-name", envvar="AZUREML_WORKSPACE_NAME", help="Azure ML workspace (azure backend).")
@@ -66,4 +67,16 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["workspace_options", "parse_tags", "model_reference", "table", "Workspace"]
+def key_values(record: dict) -> str:
+    """A record as aligned `key  value` lines; nested mappings one `key.name  value` line per entry."""
+    lines = []
+    for key, value in record.items():
+        if isinstance(value, dict):
+            lines += [f"{key}.{name}  {item}" for name, item in value.items()]
+        else:
+            lines.append(f"{key}  {'' if value is None else value}")
+    width = max((len(line.split("  ", 1)[0]) for line in lines), default=0)
+    return "\n".join(f"{head:<{width}}  {tail}".rstrip() for head, _, tail in (line.partition("  ") for line in lines))
+
+
+__all__ = ["workspace_options", "parse_tags", "model_reference", "table", "key_values", "Workspace"]

@@ -21,6 +21,7 @@ from amlops.pipeline.loader import datastore_reference, load_pipeline
 from amlops.processes import process_alive
 from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
+from amlops.workspace.local.discovery import find_workspace
 from amlops.workspace.local.db import dumps, loads, now, write_transaction
 from amlops.workspace.local.snapshot import content_hash, copy_snapshot, snapshot_root
 
@@ -28,7 +29,7 @@ DEFAULT_ROOT = ".amlops"
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("AMLOPS_WORKSPACE") or DEFAULT_ROOT)
+    return find_workspace()
 
 
 class LocalWorkspace:
