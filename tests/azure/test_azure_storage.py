@@ -104,7 +104,7 @@ def test_the_cli_does_the_mission_with_backend_azure(cli_workspace, fake, traini
     registered = runner.invoke(main, ["models", "register", "safe-driver", "--run", run_id, *AZURE])
     assert registered.exit_code == 0, registered.output
     assert registered.stdout.strip() == "registered safe-driver:1"
-    shown = runner.invoke(main, ["models", "show", "safe-driver", *AZURE])
+    shown = runner.invoke(main, ["models", "show", "safe-driver", "--output", "json", *AZURE])
     assert f'"path": "azureml://jobs/{run_id}/outputs/model"' in shown.stdout
     assert f'"run_id": "{run_id}"' in shown.stdout
     assert not fake.problems and not fake.unhandled

@@ -1,14 +1,14 @@
 """publish, submit, runs, models, datastore: the workspace commands."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from amlops import api
-from amlops.cli.options import model_reference, parse_tags, table, workspace_options
+from amlops.cli.options import key_values, model_reference, parse_tags, table, workspace_options
+from amlops.cli.output import echo_json, model_record, output_option, run_record
 from amlops.cli.progress import ProgressPrinter
 from amlops.pipeline.loader import parse_overrides
 
@@ -55,20 +55,28 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--limit", type=int, default=20, show_default=True)
+@output_option
 @workspace_options
-def runs_list(ws, limit: int) -> None:
+def runs_list(ws, limit: int, output_format: str) -> None:
     """The most recent runs, newest first."""
+    found = ws.list_runs(limit)
+    if output_format == "json":
+        return echo_json([run_record(r) for r in found])
     rows = [[r.id, f"{r.pipeline_name}:{r.pipeline_version}", r.status, r.created_at, _metrics_text(r.metrics)]
-            for r in ws.list_runs(limit)]
+            for r in found]
     click.echo(table(rows, ["RUN", "PIPELINE", "STATUS", "CREATED", "METRICS"]) if rows else "no runs yet")
 
 
 @runs.command("show")
 @click.argument("run_id")
+@output_option
 @workspace_options
-def runs_show(ws, run_id: str) -> None:
+def runs_show(ws, run_id: str, output_format: str) -> None:
     """A run's steps with their status, its parameters, outputs and metrics."""
-    click.echo(describe_run(ws.get_run(run_id), verbose=True))
+    run = ws.get_run(run_id)
+    if output_format == "json":
+        return echo_json(run_record(run))
+    click.echo(describe_run(run, verbose=True))
 
 
 def describe_run(run, verbose: bool = False) -> str:
@@ -118,23 +126,28 @@ def models_register(ws, name: str, source: Path | None, run_id: str | None, outp
 
 @models.command("list")
 @click.argument("name", required=False)
+@output_option
 @workspace_options
-def models_list(ws, name: str | None) -> None:
+def models_list(ws, name: str | None, output_format: str) -> None:
     """Registered model versions (of NAME, or all)."""
-    rows = [[m.name, str(m.version), m.created_at, m.run_id or "", _metrics_text(_numeric_tags(m.tags))]
-            for m in ws.list_models(name)]
-    click.echo(table(rows, ["MODEL", "VERSION", "CREATED", "RUN", "METRICS"]) if rows else "no models yet")
+    found = ws.list_models(name)
+    if output_format == "json":
+        return echo_json([model_record(m) for m in found])
+    rows = [[m.name, str(m.version), m.type, m.created_at, m.run_id or "", _metrics_text(_numeric_tags(m.tags))]
+            for m in found]
+    click.echo(table(rows, ["MODEL", "VERSION", "TYPE", "CREATED", "RUN", "METRICS"]) if rows else "no models yet")
 
 
 @models.command("show")
 @click.argument("model")
+@output_option
 @workspace_options
-def models_show(ws, model: str) -> None:
+def models_show(ws, model: str, output_format: str) -> None:
     """One model version (MODEL is NAME or NAME:VERSION; default the latest)."""
-    found = ws.get_model(*model_reference(model))
-    click.echo(json.dumps({"name": found.name, "version": found.version, "path": str(found.path),
-                           "run_id": found.run_id, "created_at": found.created_at, "tags": found.tags,
-                           "properties": found.properties}, indent=2))
+    record = model_record(ws.get_model(*model_reference(model)))
+    if output_format == "json":
+        return echo_json(record)
+    click.echo(key_values(record))
 
 
 def _numeric_tags(tags: dict) -> dict:

@@ -57,6 +57,7 @@ class ModelVersion:
     properties: dict = field(default_factory=dict)
     run_id: str | None = None
     created_at: str = ""
+    type: str = "custom_model"  # or mlflow_model (Azure ML's model asset types)
 
     @property
     def ref(self) -> str:
