@@ -9,7 +9,7 @@ import click
 from amlops.cli.options import workspace_options
 from amlops.cli.progress import ProgressPrinter
 from amlops.flow import Flow, FlowOptions, FlowResult, Stage
-from amlops.gate import Gate
+from amlops.gate import DEFAULT_MIN_IMPROVEMENT, Gate
 from amlops.pipeline.loader import parse_overrides
 
 
@@ -23,7 +23,8 @@ from amlops.pipeline.loader import parse_overrides
 @click.option("--no-evaluation", is_flag=True, help="Register the model without comparing it (RUN_EVALUATION off).")
 @click.option("--metric", default="auc", show_default=True, help="The metric the gate compares.")
 @click.option("--lower-is-better", is_flag=True, help="For metrics such as log_loss.")
-@click.option("--min-improvement", type=float, default=0.0, show_default=True)
+@click.option("--min-improvement", type=float, default=DEFAULT_MIN_IMPROVEMENT, show_default=True,
+              help="How much better than the registered version the metric must be (0 for any gain).")
 @click.option("--teardown", is_flag=True, help="Stop the scoring service after the smoke test.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
 @click.option("--quiet", is_flag=True, help="Do not show the steps' own output.")

@@ -74,18 +74,37 @@ def runs_list(ws, limit: int, output_format: str) -> None:
 def runs_show(ws, run_id: str, output_format: str) -> None:
     """A run's steps with their status, its parameters, outputs and metrics."""
     run = ws.get_run(run_id)
+    logged = _mlflow_metrics(ws, run)
     if output_format == "json":
-        return echo_json(run_record(run))
-    click.echo(describe_run(run, verbose=True))
+        return echo_json(run_record(run, logged))
+    click.echo(describe_run(run, verbose=True, mlflow_metrics=logged))
 
 
-def describe_run(run, verbose: bool = False) -> str:
+def _mlflow_metrics(ws, run) -> dict | None:
+    """{step: {metric: value}} the steps logged with MLflow (a reused step: what its original run logged);
+    None where the backend keeps them elsewhere (Azure ML studio shows them)."""
+    if ws.kind != "local":
+        return None
+    from amlops.workspace.local.tracking import step_metrics
+
+    logged = step_metrics(ws.root, run.id)
+    for step in run.steps:
+        if step.reused_from and step.name not in logged:
+            earlier = step_metrics(ws.root, step.reused_from).get(step.name)
+            if earlier:
+                logged[step.name] = earlier
+    return logged
+
+
+def describe_run(run, verbose: bool = False, mlflow_metrics: dict | None = None) -> str:
     lines = [f"run {run.id}: {run.status}  (pipeline {run.pipeline_name}:{run.pipeline_version}, "
              f"experiment {run.experiment})"]
     lines += [f"  step {s.name:<16} {s.status:<10}" + (f" reused from {s.reused_from}" if s.reused_from else "")
               for s in run.steps]
     if run.metrics:
         lines.append("  metrics: " + _metrics_text(run.metrics))
+    for step, values in (mlflow_metrics or {}).items():
+        lines.append(f"  mlflow {step}: " + _metrics_text(values))
     if verbose:
         lines += [f"  input  {k} = {v}" for k, v in run.parameters.items()]
         lines += [f"  output {k} = {v}" for k, v in run.outputs.items()]
