@@ -165,3 +165,25 @@ def test_metrics_are_found_through_run_history_and_the_dataset_uris(azure_ws, fa
     run = run_pipeline(azure_ws, published.name, published.version)
     assert run.metrics["auc"] == 0.8
     assert fake.calls("POST", "/rundata") and fake.calls("POST", "/dataversion/batchGetResolvedUris")
+
+
+def test_an_inline_pipeline_publishes_its_jobs_as_components(azure_ws, fake, tmp_path):
+    """azureml-examples-style inline command jobs become registered command components, and the pipeline
+    component's jobs reference them instead of carrying command, code and environment."""
+    import shutil
+
+    from support import TESTS
+
+    project = tmp_path / "inline_project"
+    shutil.copytree(TESTS / "inline_project", project)
+    published = api.publish(azure_ws, project / "pipeline.yml", version="3")
+    assert published.component_ids["prep"].endswith("/components/inline_pipeline_prep/versions/3")
+    assert published.component_ids["report"].endswith("/components/inline_pipeline_report/versions/3")
+    step_body = fake.calls("PUT", "/components/inline_pipeline_report/versions/3")[0].body["properties"]
+    spec = step_body["componentSpec"]
+    assert spec["type"] == "command" and spec["command"].startswith("python report.py")
+    assert set(spec["inputs"]) == {"prepared", "scale"} and set(spec["outputs"]) == {"summary"}
+    pipeline_spec = fake.calls("PUT", "/components/inline_pipeline/versions/3")[0].body["properties"]["componentSpec"]
+    for job in pipeline_spec["jobs"].values():
+        assert "command" not in job and "environment" not in job and "code" not in job
+    assert not fake.problems and not fake.unhandled

@@ -106,6 +106,7 @@ class Executor:
         for folder in outputs.values():
             Path(folder).mkdir(parents=True, exist_ok=True)
         self.step_outputs[step.name] = outputs
+        step_dir.mkdir(parents=True, exist_ok=True)  # a step may have no outputs
         log_path = step_dir / LOG_FILE
         self._set_step(step.name, "Running", log_path=log_path)
         exit_code = self._run_command(step, render_command(step.component.command, inputs, outputs), log_path)
@@ -158,7 +159,7 @@ class Executor:
         self.on_event("info", step.name, f"$ {command}")
         with open(log_path, "w", encoding="utf-8") as log:
             self.process = subprocess.Popen(
-                _shell(command), cwd=cwd, env=_step_environment(self.run_id, step.name),
+                _shell(command), cwd=cwd, env=self._environment(step),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=None if os.name == "nt" else _die_with_parent,
                 text=True, encoding="utf-8", errors="replace", bufsize=1)
@@ -168,6 +169,16 @@ class Executor:
             reader.join(timeout=5)
             self.process = None
         return exit_code
+
+    def _environment(self, step: Step) -> dict[str, str]:
+        """The step's variables, with the workspace's MLflow store as its tracking server."""
+        from amlops.workspace.local.tracking import tracking_environment
+
+        env = _step_environment(self.run_id, step.name)
+        env.pop("MLFLOW_RUN_ID", None)  # amlops itself may run inside an Azure ML job
+        experiment = self.workspace.get_run(self.run_id).experiment
+        env.update(tracking_environment(self.workspace.root, self.run_id, step.name, experiment))
+        return env
 
     def _pump(self, step: str, process: subprocess.Popen, log) -> None:
         for line in process.stdout:
