@@ -57,7 +57,8 @@ def test_deploy_score_redeploy_kill_and_delete(trained: LocalWorkspace):
     predictions = score(first.scoring_uri)
     assert len(predictions) == len(REQUEST["data"]) and all(0 <= p <= 1 for p in predictions)
 
-    trained.register_model("driver", trained.get_model("driver", 1).path, {"auc": "0.99"}, {}, None)
+    trained.register_model("driver", trained.get_model("driver", 1).path, {"auc": "0.99"}, {}, None,
+                           model_type="mlflow_model")  # the same MLflow model folder, served as mlflow_model
     second = api.deploy(trained, model_name="driver", model_version=None, deployment_name="qa",
                         scoring_folder=SCORING)
     assert second.model_version == 2 and score(second.scoring_uri) == predictions

@@ -190,3 +190,18 @@ def test_an_interrupted_run_leaves_nothing_running(mini_project: Path, tmp_path:
         assert run.status == "Failed" and "ended before the run finished" in run.error
     leftover = subprocess.run(["pgrep", "-f", "MINI|make.py --data " + ws_path], capture_output=True, text=True)
     assert leftover.stdout.strip() == "", "the step process outlived its run"
+
+
+def test_models_register_as_mlflow_model_only_with_an_mlmodel_file(workspace, tmp_path: Path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "model.txt").write_text("tree")
+    with pytest.raises(AmlopsError, match=r"is not an MLflow model \(no MLmodel file at its root\)"):
+        workspace.register_model("m", plain, {}, {}, None, model_type="mlflow_model")
+    with pytest.raises(AmlopsError, match="model type 'triton_model' is not supported"):
+        workspace.register_model("m", plain, {}, {}, None, model_type="triton_model")
+    assert workspace.list_models("m") == []
+    (plain / "MLmodel").write_text("flavors: {}\n")
+    registered = workspace.register_model("m", plain, {}, {}, None, model_type="mlflow_model")
+    assert registered.type == "mlflow_model" and workspace.get_model("m").type == "mlflow_model"
+    assert workspace.register_model("m", plain, {}, {}, None).type == "custom_model"

@@ -68,9 +68,10 @@ def _progress_lines(on_progress: Callable[[str], None]) -> Callable[[str, str, s
 
 
 def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate = Gate(),
-                       model_output: str = DEFAULT_MODEL_OUTPUT,
-                       tags: dict[str, str] | None = None) -> GateDecision:
-    """The validation gate, then registration with the metrics and lineage as tags."""
+                       model_output: str = DEFAULT_MODEL_OUTPUT, tags: dict[str, str] | None = None,
+                       model_type: str = "custom_model") -> GateDecision:
+    """The validation gate, then registration (as custom_model or mlflow_model) with the metrics and lineage
+    as tags."""
     if run.status != "Completed":
         raise AmlopsError(f"run {run.id} ended {run.status}, so its model cannot be registered"
                           + (f": {run.error.splitlines()[0]}" if run.error else ""))
@@ -80,7 +81,8 @@ def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate =
         return GateDecision(False, None, gate.metric, verdict.candidate, verdict.baseline, verdict.message)
     model_tags = {**{k: str(v) for k, v in run.metrics.items()}, **_lineage(run), **(tags or {})}
     properties = {"gate": verdict.message, "metric": gate.metric}
-    model = ws.register_model(model_name, ws.run_output(run, model_output), model_tags, properties, run.id)
+    model = ws.register_model(model_name, ws.run_output(run, model_output), model_tags, properties, run.id,
+                              model_type=model_type)
     return GateDecision(True, model, gate.metric, verdict.candidate, verdict.baseline,
                         f"registered {model.ref}: {verdict.message}")
 

@@ -187,3 +187,15 @@ def test_an_inline_pipeline_publishes_its_jobs_as_components(azure_ws, fake, tmp
     for job in pipeline_spec["jobs"].values():
         assert "command" not in job and "environment" not in job and "code" not in job
     assert not fake.problems and not fake.unhandled
+
+
+def test_a_model_registers_as_mlflow_model(azure_ws, fake, training_project):
+    fake.job_outputs = outputs(auc=0.71)
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="9")
+    run = run_pipeline(azure_ws, published.name, published.version)
+    decision = api.register_if_better(azure_ws, run, model_name="safe-driver", model_type="mlflow_model")
+    assert decision.registered and decision.model.type == "mlflow_model"
+    model_body = fake.calls("PUT", "/models/safe-driver/versions/")[0].body["properties"]
+    assert model_body["modelType"] == "mlflow_model"
+    assert azure_ws.get_model("safe-driver").type == "mlflow_model"
+    assert not fake.problems and not fake.unhandled

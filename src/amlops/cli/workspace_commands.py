@@ -11,6 +11,7 @@ from amlops.cli.options import key_values, model_reference, parse_tags, table, w
 from amlops.cli.output import echo_json, model_record, output_option, run_record
 from amlops.cli.progress import ProgressPrinter
 from amlops.pipeline.loader import parse_overrides
+from amlops.workspace.entities import MODEL_TYPES
 
 
 @click.command()
@@ -130,17 +131,19 @@ def models() -> None:
 @click.option("--run", "run_id", help="Register the model output of this run instead of --path.")
 @click.option("--output", default="model", show_default=True, help="The run output holding the model.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
+@click.option("--type", "model_type", type=click.Choice(MODEL_TYPES), default="custom_model", show_default=True,
+              help="Model asset type; mlflow_model needs an MLflow model folder (an MLmodel file at its root).")
 @workspace_options
 def models_register(ws, name: str, source: Path | None, run_id: str | None, output: str,
-                    tags: tuple[str, ...]) -> None:
+                    tags: tuple[str, ...], model_type: str) -> None:
     """Register a new version of model NAME from a file/folder or a run's output (no gate)."""
     if bool(source) == bool(run_id):
         raise click.UsageError("give exactly one of --path or --run")
     run = ws.get_run(run_id) if run_id else None
     files = ws.run_output(run, output) if run else source
     all_tags = {**({k: str(v) for k, v in run.metrics.items()} if run else {}), **parse_tags(tags)}
-    model = ws.register_model(name, files, all_tags, {}, run.id if run else None)
-    click.echo(f"registered {model.ref}")
+    model = ws.register_model(name, files, all_tags, {}, run.id if run else None, model_type=model_type)
+    click.echo(f"registered {model.ref}" + (f" ({model_type})" if model_type != "custom_model" else ""))
 
 
 @models.command("list")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
+MODEL_TYPES = ("custom_model", "mlflow_model")  # the Azure ML model asset types amlops registers
 
 
 @dataclass(frozen=True)
