@@ -63,7 +63,8 @@ def submit(ws: Workspace, pipeline_name: str, *, version: str | None = None,
 def _progress_lines(on_progress: Callable[[str], None]) -> Callable[[str, str, str], None]:
     def on_event(kind: str, step: str, text: str) -> None:
         prefix = f"[{step}] " if step else ""
-        on_progress(f"{prefix}{'status: ' if kind == 'status' else ''}{text}")
+        label = {"status": "status: ", "warning": "warning: "}.get(kind, "")
+        on_progress(f"{prefix}{label}{text}")
     return on_event
 
 

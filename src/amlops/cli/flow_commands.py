@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from amlops.cli.options import workspace_options
+from amlops.cli.options import use_current_env_option, workspace_options
 from amlops.cli.progress import ProgressPrinter
 from amlops.flow import Flow, FlowOptions, FlowResult, Stage
 from amlops.gate import DEFAULT_MIN_IMPROVEMENT, Gate
@@ -30,6 +30,7 @@ from amlops.pipeline.loader import parse_overrides
               help="Register the model as this Azure ML asset type (the sample writes an MLflow model: both work).")
 @click.option("--teardown", is_flag=True, help="Stop the scoring service after the smoke test.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
+@use_current_env_option
 @click.option("--quiet", is_flag=True, help="Do not show the steps' own output.")
 @workspace_options
 def run(ws, pipeline_file: Path, assignments: tuple[str, ...], model_name: str, deployment_name: str,

@@ -8,6 +8,7 @@ from typing import Callable
 import click
 
 from amlops import api
+from amlops.pipeline.environments import USE_CURRENT_ENV
 from amlops.workspace import Workspace
 
 
@@ -39,6 +40,17 @@ def workspace_options(command: Callable) -> Callable:
                                 **principal)
         return command(ws=ws, **kwargs)
     return wrapper
+
+
+def use_current_env_option(command: Callable) -> Callable:
+    """--use-current-env: run the steps in this Python instead of their component's environment."""
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            os.environ[USE_CURRENT_ENV] = "1"  # read by the executor, also in the steps' own processes
+
+    return click.option("--use-current-env", is_flag=True, expose_value=False, callback=remember,
+                        help="Run the steps in this Python instead of an environment built from their "
+                             "component's conda file (faster, but a package missing there is not caught).")(command)
 
 
 def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:

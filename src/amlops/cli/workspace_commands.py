@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from amlops import api
-from amlops.cli.options import key_values, model_reference, parse_tags, table, workspace_options
+from amlops.cli.options import (
+    key_values, model_reference, parse_tags, table, use_current_env_option, workspace_options,
+)
 from amlops.cli.output import echo_json, model_record, output_option, run_record
 from amlops.cli.progress import ProgressPrinter
 from amlops.pipeline.loader import parse_overrides
@@ -35,6 +37,7 @@ def publish(ws, pipeline_file: str, name: str | None, version: str | None) -> No
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the run (repeatable).")
 @click.option("--timeout", type=float, help="Cancel the run after this many seconds.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
+@use_current_env_option
 @workspace_options
 def submit(ws, pipeline: str, version: str | None, assignments: tuple[str, ...], experiment: str | None,
            tags: tuple[str, ...], timeout: float | None, no_reuse: bool) -> None:

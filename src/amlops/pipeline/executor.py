@@ -50,6 +50,7 @@ class Executor:
         self.process: subprocess.Popen | None = None
         self.step_outputs: dict[str, dict[str, str]] = {}
         self.step_status: dict[str, str] = {}
+        self.warned: set[str] = set()
 
     def execute(self) -> str:
         """Run every step; return the run's final status."""
@@ -146,6 +147,7 @@ class Executor:
         component = step.component
         parts = [component.name, component.version, component.command, sorted(component.outputs)]
         parts.append(content_hash([component.code], relative_to=component.code) if component.code else "")
+        parts.append(_environment_key(component))
         for name in sorted(inputs):
             value = inputs[name]
             if component.inputs[name].is_asset and value is not None and Path(str(value)).exists():
@@ -171,10 +173,19 @@ class Executor:
         return exit_code
 
     def _environment(self, step: Step) -> dict[str, str]:
-        """The step's variables, with the workspace's MLflow store as its tracking server."""
+        """The step's variables: its component's environment first on PATH, the workspace's MLflow store as its
+        tracking server."""
+        from amlops.pipeline.environments import step_environment
         from amlops.workspace.local.tracking import tracking_environment
 
         env = _step_environment(self.run_id, step.name)
+        built = step_environment(step.component, lambda text: self.on_event("info", step.name, text))
+        if built.warning and built.warning not in self.warned:
+            self.warned.add(built.warning)
+            self.on_event("warning", step.name, built.warning)
+        if built.bin_dir is not None:
+            env["PATH"] = str(built.bin_dir) + os.pathsep + env["PATH"]
+            env["VIRTUAL_ENV"] = str(built.bin_dir.parent)
         env.pop("MLFLOW_RUN_ID", None)  # amlops itself may run inside an Azure ML job
         experiment = self.workspace.get_run(self.run_id).experiment
         env.update(tracking_environment(self.workspace.root, self.run_id, step.name, experiment))
@@ -204,6 +215,15 @@ class Executor:
                 if binding.parent_output and produced:
                     outputs[binding.parent_output] = produced
         return outputs
+
+
+def _environment_key(component) -> Any:
+    """What a step's environment is made of (a changed conda file reruns the step, as on Azure ML)."""
+    environment = component.environment
+    if isinstance(environment, dict) and environment.get("conda_file"):
+        conda = (component.path.parent / str(environment["conda_file"])).resolve()
+        return [environment.get("image"), content_hash([conda], relative_to=conda.parent) if conda.is_file() else ""]
+    return environment
 
 
 def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]) -> str:

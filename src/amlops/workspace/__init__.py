@@ -7,7 +7,8 @@ from typing import Callable, Protocol
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run
 
 ProgressCallback = Callable[[str, str, str], None]
-"""on_event(kind, step, text): kind is 'status' (text = new status), 'log' (a line of output) or 'info'."""
+"""on_event(kind, step, text): kind is 'status' (text = new status), 'log' (a line of output), 'info' or
+'warning' (e.g. a step environment that cannot be built locally)."""
 
 
 class Workspace(Protocol):
