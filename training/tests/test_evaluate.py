@@ -177,3 +177,17 @@ def test_train_and_evaluate_log_to_mlflow_inside_a_job(small_csv: Path, tmp_path
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert evaluated.metrics == pytest.approx(written)  # what studio shows is what the gate reads
     assert evaluated.params["holdout_rows"] == "800"
+
+
+def test_the_chunked_loader_reads_what_pandas_reads(small_csv: Path, small_frame: pd.DataFrame,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train, "CHUNK_ROWS", 999)  # several chunks, the last one short
+    features, labels, names = train.load_arrays(small_csv)
+    assert features.dtype == "float32" and features.shape == (len(small_frame), small_frame.shape[1] - 2)
+    assert names == list(small_frame.columns[2:])
+    assert (features == small_frame[names].to_numpy(dtype="float32")).all()
+    assert (labels == small_frame["target"].to_numpy()).all()
+    train_set, valid_set = train.development_datasets(features, labels, names)
+    expected_train, expected_valid = train.split_data(train.split_holdout(small_frame)[0])
+    assert (valid_set.data == expected_valid.data.to_numpy(dtype="float32")).all()
+    assert train_set.num_data() == len(expected_train.data)
