@@ -94,3 +94,13 @@ def test_conda_dependencies_and_missing_packages(tmp_path):
                      "      - azureml-mlflow>=1.57\n")
     assert conda_dependencies(conda) == (["PyYAML>=6", "azureml-mlflow>=1.57"], ["libgomp"])
     assert missing_packages(["PyYAML>=6", "azureml-mlflow>=1.57"]) == ["azureml-mlflow"]
+
+
+def test_an_unreadable_conda_file_warns_and_runs_in_the_current_python(workspace, mini_project, offline_cache):
+    _needs_yaml(mini_project, [])
+    (mini_project / "environment" / "conda.yml").write_text("dependencies: [unclosed\n")
+    api.publish(workspace, mini_project / "pipeline.yml")
+    events = []
+    run = api.submit(workspace, "mini-pipeline", on_event=lambda *event: events.append(event))
+    assert run.status == "Completed", run.error
+    assert any("cannot read the conda file" in text for kind, _, text in events if kind == "warning")

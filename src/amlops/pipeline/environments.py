@@ -54,7 +54,10 @@ def step_environment(component: Component, on_info: Callable[[str], None]) -> St
         return StepEnvironment(None, f"environment {_describe(component.environment)} cannot be built locally; "
                                      "the step runs in the current Python (give the environment a conda_file "
                                      "to have its packages checked locally)")
-    pip_packages, conda_only = conda_dependencies(conda_file)
+    try:
+        pip_packages, conda_only = conda_dependencies(conda_file)
+    except AmlopsError as error:
+        return StepEnvironment(None, f"{error}; the step runs in the current Python")
     from amlops.deploy.local.server_env import cached_python
 
     try:
