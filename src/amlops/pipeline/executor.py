@@ -1,7 +1,8 @@
 """The local executor: runs a pipeline's steps as subprocesses, in topological order, in the snapshot.
 
-Each step runs its component command in the component's code folder with the current Python first on
-PATH; its output streams to the console (through on_event) and to the step's std_log.txt. A step whose
+Each step runs its component command in the component's code folder with its environment (built from the
+component's conda file, else the current Python) first on PATH and the workspace's MLflow store as its
+tracking URI; its output streams to the console (through on_event) and to the step's std_log.txt. A step whose
 component, code and inputs are unchanged since an earlier successful run is reused, as Azure ML does.
 Ctrl-C, SIGTERM and the timeout terminate the running step's whole process group and end the run
 Canceled; nothing is left Running.
