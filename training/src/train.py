@@ -287,19 +287,18 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     parameters = default_parameters(args.learning_rate, args.num_leaves, args.min_data_in_leaf,
                                     args.feature_fraction, args.seed, args.num_threads)
     print(f"training with {parameters}", flush=True)
+    try:
+        model = train_model(data, parameters)
+        metrics = get_model_metrics(model, data)
+    except (lightgbm.basic.LightGBMError, ValueError) as error:
+        raise DataError(f"training failed: {str(error).strip().splitlines()[0]}") from None
+    del data  # MLflow (about 50 MB of modules) is imported only once the training data is freed
+    model_path = save_mlflow_model(model, args.model_output)
     with tracking() as mlflow:
         if mlflow:
             mlflow.log_params({**parameters, "rows": rows, "features": features,
-                               "positive_rate": round(positive_rate, 6)})
-        try:
-            model = train_model(data, parameters)
-            metrics = get_model_metrics(model, data)
-        except (lightgbm.basic.LightGBMError, ValueError) as error:
-            raise DataError(f"training failed: {str(error).strip().splitlines()[0]}") from None
-        if mlflow:
+                               "positive_rate": round(positive_rate, 6), "best_iteration": model.best_iteration})
             mlflow.log_metric("valid_auc", metrics["auc"])
-            mlflow.log_param("best_iteration", model.best_iteration)
-        model_path = save_mlflow_model(model, args.model_output)
     print(f"best iteration {model.best_iteration}, early-stopping validation auc {metrics['auc']:.4f}",
           flush=True)
     print(f"saved {model_path} ({time.perf_counter() - started:.1f}s)", flush=True)
