@@ -76,11 +76,12 @@ def split_holdout(data_df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def development_datasets(features: np.ndarray, labels: np.ndarray,
                          names: list[str]) -> tuple[lightgbm.Dataset, lightgbm.Dataset]:
     """The training and early-stopping datasets from the development rows (the same rows split_data picks
-    from split_holdout's development frame); the training one is binned at once, so its copy is freed."""
+    from split_holdout's development frame). They hold copies of their rows, so the caller can free
+    `features` before training bins them (and then frees the training copy)."""
     development, _ = holdout_indices(labels)
     train_rows, valid_rows = train_test_split(development, test_size=0.2, random_state=0)
     train_data = lightgbm.Dataset(features[train_rows], label=labels[train_rows], feature_name=names,
-                                  params={"verbose": -1}).construct()
+                                  params={"verbose": -1})
     valid_data = lightgbm.Dataset(features[valid_rows], label=labels[valid_rows], feature_name=names,
                                   reference=train_data, free_raw_data=False)
     return train_data, valid_data
