@@ -190,4 +190,4 @@ def test_the_chunked_loader_reads_what_pandas_reads(small_csv: Path, small_frame
     train_set, valid_set = train.development_datasets(features, labels, names)
     expected_train, expected_valid = train.split_data(train.split_holdout(small_frame)[0])
     assert (valid_set.data == expected_valid.data.to_numpy(dtype="float32")).all()
-    assert train_set.num_data() == len(expected_train.data)
+    assert len(train_set.data) == len(expected_train.data)
