@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from amlops.pipeline.environments import local_pip_packages
+
 REPO = Path(__file__).resolve().parents[1]
 CONDA = REPO / "training" / "environment" / "conda.yml"
 SCORING = REPO / "training" / "scoring" / "requirements.txt"
@@ -27,6 +29,14 @@ def conda_pip() -> list[str]:
     return [entry for item in dependencies if isinstance(item, dict) for entry in item.get("pip", [])]
 
 
+def locally_installed(training: dict[str, str]) -> dict[str, str]:
+    """The pins the local flow installs: all but azureml-mlflow, the Azure ML tracking plugin the local step
+    environment skips (amlops.pipeline.environments)."""
+    kept = {normalized(requirement.split("==")[0]) for requirement in local_pip_packages(
+        [f"{name}=={version}" for name, version in training.items()])}
+    return {name: version for name, version in training.items() if name in kept}
+
+
 def pins(lines: list[str]) -> dict[str, str]:
     """name -> version of `name==version` lines; AssertionError naming each line that is not an exact pin."""
     loose = [line for line in lines if not PIN.match(line)]
@@ -39,7 +49,7 @@ def normalized(name: str) -> str:
 
 
 def test_the_training_and_scoring_environments_pin_exact_versions():
-    assert set(pins(conda_pip())) == {"lightgbm", "pandas", "numpy", "scikit-learn"}
+    assert set(pins(conda_pip())) == {"lightgbm", "pandas", "numpy", "scikit-learn", "mlflow-skinny", "azureml-mlflow"}
     assert set(pins(requirement_lines(SCORING.read_text(encoding="utf-8").splitlines()))) == \
         {"lightgbm", "numpy", "pandas"}
 
@@ -55,7 +65,8 @@ def test_the_pin_check_names_a_loose_requirement():
 
 def test_azure_ml_installs_what_the_local_flow_installs():
     constraints = pins(requirement_lines(CONSTRAINTS.read_text(encoding="utf-8").splitlines()))
-    training = pins(conda_pip())
+    training = locally_installed(pins(conda_pip()))
+    assert set(pins(conda_pip())) - set(training) == {"azureml-mlflow"}
     scoring = pins(requirement_lines(SCORING.read_text(encoding="utf-8").splitlines()))
     assert {name: constraints.get(name) for name in training} == training
     assert {name: training[name] for name in scoring} == scoring, "training and scoring must use the same versions"
@@ -67,6 +78,6 @@ def test_the_local_extra_admits_the_pinned_versions():
 
     local = [Requirement(text) for text in metadata.requires("amlops") or [] if 'extra == "local"' in text]
     declared = {normalized(requirement.name): requirement.specifier for requirement in local}
-    for name, version in pins(conda_pip()).items():
+    for name, version in locally_installed(pins(conda_pip())).items():
         assert name in declared, f"{name} is not in amlops[local]"
         assert declared[name].contains(version), f"amlops[local] excludes {name}=={version}: {declared[name]}"

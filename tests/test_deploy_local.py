@@ -3,6 +3,7 @@ import json
 import os
 import signal
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -38,16 +39,26 @@ def score(uri: str) -> list[float]:
         return json.loads(response.read())["predictions"]
 
 
+def post(uri: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(uri, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 def test_deploy_score_redeploy_kill_and_delete(trained: LocalWorkspace):
     first = api.deploy(trained, model_name="driver", model_version=1, deployment_name="qa",
                        scoring_folder=SCORING)
     assert first.status == "Healthy" and first.scoring_uri.startswith("http://127.0.0.1:")
     model_dir = first.log_path.parent / "azureml-models" / "driver" / "1"
-    assert (model_dir / "model.txt").is_file(), "files must be laid out as Azure ML lays them"
+    assert (model_dir / "MLmodel").is_file(), "files must be laid out as Azure ML lays them"
     predictions = score(first.scoring_uri)
     assert len(predictions) == len(REQUEST["data"]) and all(0 <= p <= 1 for p in predictions)
 
-    trained.register_model("driver", trained.get_model("driver", 1).path, {"auc": "0.99"}, {}, None)
+    trained.register_model("driver", trained.get_model("driver", 1).path, {"auc": "0.99"}, {}, None,
+                           model_type="mlflow_model")  # the same MLflow model folder, served as mlflow_model
     second = api.deploy(trained, model_name="driver", model_version=None, deployment_name="qa",
                         scoring_folder=SCORING)
     assert second.model_version == 2 and score(second.scoring_uri) == predictions
@@ -90,6 +101,10 @@ def test_smoke_test_passes_against_the_real_server(trained: LocalWorkspace):
     try:
         report = api.smoke_test(deployment.scoring_uri, request_file=SCORING / "sample-request.json", count=5)
         assert report.passed, report.text()
+        status, body = post(deployment.scoring_uri, b'{"rows": []}')
+        assert status == 400 and "must be a JSON object" in body["error"]
+        status, body = post(deployment.scoring_uri, b'{"data": [[1, 2]]}')
+        assert status == 400 and "has 2 values" in body["error"]
     finally:
         local.delete_local(trained, "smoke")
     assert not local.process_alive(deployment.pid)

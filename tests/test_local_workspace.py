@@ -223,3 +223,18 @@ def test_a_file_unchanged_across_versions_is_stored_once(workspace, mini_project
     assert not os.path.samefile(*code)
     stored = workspace.root / "objects" / file_hash(data[0])
     assert stored.is_file() and os.path.samefile(stored, data[1])
+
+
+def test_models_register_as_mlflow_model_only_with_an_mlmodel_file(workspace, tmp_path: Path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "model.txt").write_text("tree")
+    with pytest.raises(AmlopsError, match=r"is not an MLflow model \(no MLmodel file at its root\)"):
+        workspace.register_model("m", plain, {}, {}, None, model_type="mlflow_model")
+    with pytest.raises(AmlopsError, match="model type 'triton_model' is not supported"):
+        workspace.register_model("m", plain, {}, {}, None, model_type="triton_model")
+    assert workspace.list_models("m") == []
+    (plain / "MLmodel").write_text("flavors: {}\n")
+    registered = workspace.register_model("m", plain, {}, {}, None, model_type="mlflow_model")
+    assert registered.type == "mlflow_model" and workspace.get_model("m").type == "mlflow_model"
+    assert workspace.register_model("m", plain, {}, {}, None).type == "custom_model"

@@ -541,3 +541,13 @@ def _policy_body(type_id: str, repository: str | None, ref_name: str, matchKind:
     scope = [{"repositoryId": repository, "refName": ref_name, "matchKind": matchKind}]
     return {"isEnabled": True, "isBlocking": True, "type": {"id": type_id},
             "settings": {**settings, "scope": scope}}
+
+
+def test_show_as_json_has_stable_fields(fake: FakeAzureDevOps) -> None:
+    apply(fake)
+    result = cli("show", "--org", fake.org_url, "--project", PROJECT, "--repo", REPO, "--output", "json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["repository_id"] == repository_id(fake)
+    assert {policy["type_name"] for policy in shown["policies"]} >= {"Build", "Minimum number of reviewers"}
+    assert set(shown["policies"][0]) == {"id", "type_id", "type_name", "is_blocking", "is_enabled", "settings"}

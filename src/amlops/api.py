@@ -75,14 +75,16 @@ def submit(ws: Workspace, pipeline_name: str, *, version: str | None = None,
 def _progress_lines(on_progress: Callable[[str], None]) -> Callable[[str, str, str], None]:
     def on_event(kind: str, step: str, text: str) -> None:
         prefix = f"[{step}] " if step else ""
-        on_progress(f"{prefix}{'status: ' if kind == 'status' else ''}{text}")
+        label = {"status": "status: ", "warning": "warning: "}.get(kind, "")
+        on_progress(f"{prefix}{label}{text}")
     return on_event
 
 
 def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate = Gate(),
-                       model_output: str = DEFAULT_MODEL_OUTPUT,
-                       tags: dict[str, str] | None = None) -> GateDecision:
-    """The validation gate, then registration with the metrics and lineage as tags."""
+                       model_output: str = DEFAULT_MODEL_OUTPUT, tags: dict[str, str] | None = None,
+                       model_type: str = "custom_model") -> GateDecision:
+    """The validation gate, then registration (as custom_model or mlflow_model) with the metrics and lineage
+    as tags."""
     names.check(names.MODEL, model_name, "model_name")
     names.check(names.OUTPUT, model_output, "model_output")
     if run.status != "Completed":
@@ -94,7 +96,8 @@ def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate =
         return GateDecision(False, None, gate.metric, verdict.candidate, verdict.baseline, verdict.message)
     model_tags = {**{k: str(v) for k, v in run.metrics.items()}, **_lineage(run), **(tags or {})}
     properties = {"gate": verdict.message, "metric": gate.metric}
-    model = ws.register_model(model_name, ws.run_output(run, model_output), model_tags, properties, run.id)
+    model = ws.register_model(model_name, ws.run_output(run, model_output), model_tags, properties, run.id,
+                              model_type=model_type)
     return GateDecision(True, model, gate.metric, verdict.candidate, verdict.baseline,
                         f"registered {model.ref}: {verdict.message}")
 

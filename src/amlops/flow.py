@@ -28,6 +28,7 @@ class FlowOptions:
     smoke_requests: int = 20
     teardown: bool = False
     reuse: bool = True
+    model_type: str = "custom_model"
 
 
 @dataclass
@@ -111,7 +112,7 @@ class Flow:
 
     def _register(self, stage: Stage) -> None:
         decision = api.register_if_better(self.ws, self.result.run, model_name=self.options.model_name,
-                                          gate=self.options.gate)
+                                          gate=self.options.gate, model_type=self.options.model_type)
         self.result.decision = decision
         stage.detail = decision.message
 

@@ -214,3 +214,37 @@ def test_metrics_are_read_from_the_step_that_wrote_them(azure_ws, fake, training
 
     azure_ws.ml_client.jobs.download(run.id, output_name="metrics", download_path=tmp_path / "parent")
     assert not list((tmp_path / "parent").rglob("metrics.json")), "the pipeline job's output alias downloads nothing"
+
+
+def test_an_inline_pipeline_publishes_its_jobs_as_components(azure_ws, fake, tmp_path):
+    """azureml-examples-style inline command jobs become registered command components, and the pipeline
+    component's jobs reference them instead of carrying command, code and environment."""
+    import shutil
+
+    from support import TESTS
+
+    project = tmp_path / "inline_project"
+    shutil.copytree(TESTS / "inline_project", project)
+    published = api.publish(azure_ws, project / "pipeline.yml", version="3")
+    assert published.component_ids["prep"].endswith("/components/inline_pipeline_prep/versions/3")
+    assert published.component_ids["report"].endswith("/components/inline_pipeline_report/versions/3")
+    step_body = fake.calls("PUT", "/components/inline_pipeline_report/versions/3")[0].body["properties"]
+    spec = step_body["componentSpec"]
+    assert spec["type"] == "command" and spec["command"].startswith("python report.py")
+    assert set(spec["inputs"]) == {"prepared", "scale"} and set(spec["outputs"]) == {"summary"}
+    pipeline_spec = fake.calls("PUT", "/components/inline_pipeline/versions/3")[0].body["properties"]["componentSpec"]
+    for job in pipeline_spec["jobs"].values():
+        assert "command" not in job and "environment" not in job and "code" not in job
+    assert not fake.problems and not fake.unhandled
+
+
+def test_a_model_registers_as_mlflow_model(azure_ws, fake, training_project):
+    fake.job_outputs = outputs(auc=0.71)
+    published = api.publish(azure_ws, training_project / "pipeline.yml", version="9")
+    run = run_pipeline(azure_ws, published.name, published.version)
+    decision = api.register_if_better(azure_ws, run, model_name="safe-driver", model_type="mlflow_model")
+    assert decision.registered and decision.model.type == "mlflow_model"
+    model_body = fake.calls("PUT", "/models/safe-driver/versions/")[0].body["properties"]
+    assert model_body["modelType"] == "mlflow_model"
+    assert azure_ws.get_model("safe-driver").type == "mlflow_model"
+    assert not fake.problems and not fake.unhandled

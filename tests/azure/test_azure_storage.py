@@ -105,7 +105,7 @@ def test_the_cli_does_the_mission_with_backend_azure(cli_workspace, fake, traini
     registered = runner.invoke(main, ["models", "register", "safe-driver", "--run", run_id, *AZURE])
     assert registered.exit_code == 0, registered.output
     assert registered.stdout.strip() == "registered safe-driver:1"
-    shown = runner.invoke(main, ["models", "show", "safe-driver", *AZURE])
+    shown = runner.invoke(main, ["models", "show", "safe-driver", "--output", "json", *AZURE])
     # registered from azureml://jobs/<run>/outputs/model, kept as the datastore path the train step wrote to
     assert re.search(r'"path": "azureml://subscriptions/[^"]+/datastores/workspaceblobstore/paths/azureml/'
                      r'[0-9a-f-]{36}/model/"', shown.stdout)

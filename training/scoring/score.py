@@ -1,9 +1,11 @@
 """Azure ML inference server entry script for the safe-driver model.
 
-init() loads model.txt from AZUREML_MODEL_DIR (searched recursively: Azure ML may nest the registered
-folder); run(raw_data) scores a JSON body {"data": [row, ...]} where each row is either an object keyed
-by feature name (absent features are missing, -1) or a list of all feature values in the model's order.
-It returns {"predictions": [probability, ...]} or, for a malformed request, {"error": "..."}.
+init() loads the LightGBM model from AZUREML_MODEL_DIR (searched recursively: Azure ML may nest the
+registered folder): model.lgb of an MLflow model folder (registered as mlflow_model or custom_model) or
+model.txt of older models. run(raw_data) scores a JSON body {"data": [row, ...]} where each row is either
+an object keyed by feature name (absent features are missing, -1) or a list of all feature values in the
+model's order. It returns {"predictions": [probability, ...]}; a malformed request gets HTTP 400 with
+{"error": "..."} (an AMLResponse, the inference server's way to set the status code).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import lightgbm
 import numpy as np
 import pandas as pd
 
-MODEL_FILE = "model.txt"
+MODEL_FILES = ("model.lgb", "model.txt")  # the MLflow model's LightGBM file, then the older plain one
 MISSING = -1.0
 
 model: lightgbm.Booster | None = None
@@ -29,13 +31,13 @@ class RequestError(ValueError):
 
 
 def find_model_file(model_dir: str | Path) -> Path:
-    """model.txt in model_dir or below (the shallowest, then alphabetical, if several)."""
+    """model.lgb or model.txt in model_dir or below (the shallowest, then model.lgb, then alphabetical)."""
     root = Path(model_dir)
-    candidates = sorted(root.rglob(MODEL_FILE), key=lambda p: (len(p.parts), str(p))) if root.is_dir() else []
+    candidates = [path for name in MODEL_FILES for path in root.rglob(name)] if root.is_dir() else []
     if not candidates:
-        raise FileNotFoundError(f"no {MODEL_FILE} found in the model folder {root} (AZUREML_MODEL_DIR) "
-                                "or any folder below it")
-    return candidates[0]
+        raise FileNotFoundError(f"no {' or '.join(MODEL_FILES)} found in the model folder {root} "
+                                "(AZUREML_MODEL_DIR) or any folder below it")
+    return min(candidates, key=lambda p: (len(p.parts), MODEL_FILES.index(p.name), str(p)))
 
 
 def init() -> None:
@@ -90,13 +92,23 @@ def parse_request(raw_data: str | bytes | dict) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(values, dtype=float), columns=feature_names)
 
 
-def run(raw_data: str | bytes | dict) -> dict[str, Any]:
-    """Score a request; never raises for a bad request (returns {"error": ...} instead)."""
+def error_response(message: str, status: int) -> Any:
+    """{"error": message} with an HTTP status: an AMLResponse inside the inference server (which maps
+    azureml.contrib.services.aml_response to its own); outside it (unit tests) the plain dict."""
+    try:
+        from azureml.contrib.services.aml_response import AMLResponse
+    except ImportError:
+        return {"error": message}
+    return AMLResponse({"error": message}, status, json_str=True)
+
+
+def run(raw_data: str | bytes | dict) -> Any:
+    """Score a request: {"predictions": [...]}, HTTP 400 for a malformed request, 503 before init()."""
     if model is None:
-        return {"error": "the model is not loaded; init() has not run or failed"}
+        return error_response("the model is not loaded; init() has not run or failed", 503)
     try:
         frame = parse_request(raw_data)
     except RequestError as error:
-        return {"error": str(error)}
+        return error_response(str(error), 400)
     probabilities = np.clip(model.predict(frame), 0.0, 1.0)
     return {"predictions": [float(p) for p in probabilities]}

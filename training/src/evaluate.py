@@ -2,8 +2,10 @@
 
     python evaluate.py --model model_dir/ --test-data data.csv --metrics-output metrics_dir/
 
-re-splits the data exactly as train.py does (same random_state), scores the validation part with
-model_dir/model.txt and writes metrics_dir/metrics.json: a flat JSON object of numbers.
+splits the data exactly as train.py does (same rows held out: neither training nor early stopping saw
+them), scores them with the model in model_dir (model.lgb of the MLflow model, or model.txt) and writes
+metrics_dir/metrics.json: auc, accuracy and log_loss, the numbers the registration gate compares. Inside
+a job it logs the same metrics with MLflow, and the held-out row and positive counts as parameters.
 """
 from __future__ import annotations
 
@@ -17,17 +19,23 @@ import lightgbm
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 
-from train import MODEL_FILE, DataError, get_model_metrics, load_data, run_command, split_data
+from train import (
+    ID, LEGACY_MODEL_FILE, MODEL_FILE, TARGET, DataError, get_model_metrics, load_data, run_command, split_holdout,
+    tracking,
+)
 
 METRICS_FILE = "metrics.json"
 THRESHOLD = 0.5
 
 
 def load_model(model_dir: str | Path) -> lightgbm.Booster:
-    """The booster saved as model_dir/model.txt; DataError with one clear line if absent or unreadable."""
+    """The booster in model_dir (model.lgb, or model.txt of older models); DataError with one clear line if
+    absent or unreadable."""
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
-        raise DataError(f"no {MODEL_FILE} in the model folder {model_dir}")
+        path = Path(model_dir) / LEGACY_MODEL_FILE
+    if not path.is_file():
+        raise DataError(f"no {MODEL_FILE} (or {LEGACY_MODEL_FILE}) in the model folder {model_dir}")
     try:
         return lightgbm.Booster(model_file=str(path))
     except lightgbm.basic.LightGBMError as error:
@@ -35,7 +43,7 @@ def load_model(model_dir: str | Path) -> lightgbm.Booster:
 
 
 def evaluate(model: Any, data: tuple[lightgbm.Dataset, lightgbm.Dataset]) -> dict[str, float]:
-    """auc, accuracy and log_loss (threshold 0.5) on data[1], plus the number of rows and positives scored."""
+    """auc, accuracy and log_loss (threshold 0.5) on data[1]: model quality only (counts are not metrics)."""
     valid = data[1]
     labels = np.asarray(valid.label)
     if len(np.unique(labels)) < 2:
@@ -45,10 +53,15 @@ def evaluate(model: Any, data: tuple[lightgbm.Dataset, lightgbm.Dataset]) -> dic
     metrics.update({
         "accuracy": float(accuracy_score(labels, probabilities >= THRESHOLD)),
         "log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
-        "rows": int(len(labels)),
-        "positives": int(labels.sum()),
     })
     return metrics
+
+
+def holdout_dataset(frame) -> lightgbm.Dataset:
+    """The held-out rows train.py never saw, as a dataset with its raw features kept for predicting."""
+    _, holdout = split_holdout(frame)
+    return lightgbm.Dataset(holdout.drop(columns=[TARGET, ID]), label=np.asarray(holdout[TARGET]),
+                            free_raw_data=False)
 
 
 def _check_features(model: lightgbm.Booster, valid: lightgbm.Dataset, path: str) -> None:
@@ -71,7 +84,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate the safe-driver model on the held-out 20 %.")
     parser.add_argument("--model", required=True, type=Path, help=f"folder holding {MODEL_FILE}")
     parser.add_argument("--test-data", required=True,
-                        help="the CSV the model was trained on (re-split 80/20)")
+                        help="the CSV the model was trained on (its held-out 20 % is scored)")
     parser.add_argument("--metrics-output", required=True, type=Path,
                         help=f"folder to write {METRICS_FILE} into")
     return parser.parse_args(argv)
@@ -79,12 +92,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, float]:
     model = load_model(args.model)
-    print(f"loaded {args.model / MODEL_FILE} ({model.num_trees()} trees)", flush=True)
-    data = split_data(load_data(args.test_data))
-    _check_features(model, data[1], args.test_data)
-    metrics = evaluate(model, data)
+    print(f"loaded {args.model} ({model.num_trees()} trees)", flush=True)
+    holdout = holdout_dataset(load_data(args.test_data))
+    _check_features(model, holdout, args.test_data)
+    metrics = evaluate(model, (None, holdout))
+    rows, positives = len(holdout.label), int(np.sum(holdout.label))
+    with tracking() as mlflow:
+        if mlflow:
+            mlflow.log_params({"holdout_rows": rows, "holdout_positives": positives})
+            mlflow.log_metrics(metrics)
     path = write_metrics(metrics, args.metrics_output)
-    print(f"auc {metrics['auc']:.4f} on {metrics['rows']} held-out rows; wrote {path}", flush=True)
+    print(f"auc {metrics['auc']:.4f} on {rows} held-out rows ({positives} positive); wrote {path}", flush=True)
     return metrics
 
 

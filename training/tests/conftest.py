@@ -36,7 +36,7 @@ def small_csv(small_frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="session")
 def model_dir(small_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding model.txt trained on small_csv by the train CLI."""
+    """A folder holding the MLflow model (MLmodel, model.lgb) trained on small_csv by the train CLI."""
     folder = tmp_path_factory.mktemp("model")
     assert train_main(["--training-data", str(small_csv), "--model-output", str(folder),
                        "--learning-rate", "0.1"]) == 0

@@ -21,7 +21,7 @@ def loaded(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     shutil.copytree(model_dir, nested)
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "azureml-models" / "safe-driver-model" / "3"))
     score.init()
-    yield lightgbm.Booster(model_file=str(model_dir / "model.txt"))
+    yield lightgbm.Booster(model_file=str(model_dir / "model.lgb"))
     score.model, score.feature_names = None, []
 
 
@@ -93,5 +93,17 @@ def test_run_before_init_returns_an_error() -> None:
 
 def test_init_without_a_model_names_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=f"no model.txt found in the model folder {tmp_path}"):
+    with pytest.raises(FileNotFoundError, match=f"no model.lgb or model.txt found in the model folder {tmp_path}"):
         score.init()
+
+
+def test_a_plain_model_txt_folder_still_loads(model_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Models registered before the MLflow format hold model.txt only."""
+    shutil.copy(model_dir / "model.lgb", tmp_path / "model.txt")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path))
+    try:
+        score.init()
+        assert score.find_model_file(tmp_path).name == "model.txt" and score.model is not None
+    finally:
+        score.model, score.feature_names = None, []

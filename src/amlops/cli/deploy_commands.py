@@ -9,7 +9,8 @@ import click
 from amlops import api, names
 from amlops.cli.echo import untrusted
 from amlops.cli.endpoint_commands import deploy_to_endpoint, endpoint_options
-from amlops.cli.options import checked, model_reference, table, workspace_options
+from amlops.cli.options import checked, key_values, model_reference, table, workspace_options
+from amlops.cli.output import deployment_record, echo_json, output_option
 from amlops.errors import AmlopsError
 from amlops.secret_masking import register as register_secret
 from amlops.smoke import parse_expected
@@ -76,23 +77,27 @@ def _all(ws) -> list:
 
 
 @deployments.command("list")
+@output_option
 @workspace_options
-def deployments_list(ws) -> None:
+def deployments_list(ws, output_format: str) -> None:
     """Every deployment with its live status (checked now, not remembered)."""
+    found = _all(ws)
+    if output_format == "json":
+        return echo_json([deployment_record(d) for d in found])
     rows = [[d.name, f"{d.model_name}:{d.model_version}", d.status, d.scoring_uri, str(d.pid or "")]
-            for d in _all(ws)]
+            for d in found]
     click.echo(table(rows, ["NAME", "MODEL", "STATUS", "SCORING URI", "PID"]) if rows else "no deployments")
 
 
 @deployments.command("show")
 @click.argument("name", callback=checked(names.DEPLOYMENT))
+@output_option
 @workspace_options
-def deployments_show(ws, name: str) -> None:
+def deployments_show(ws, name: str, output_format: str) -> None:
     """One deployment; exits 1 if it is not healthy."""
     deployment = _current(ws, name)
-    for key in ("name", "model_name", "model_version", "status", "scoring_uri", "pid", "log_path",
-                "created_at", "error"):
-        click.echo(f"{key:<14} {getattr(deployment, key)}")
+    record = deployment_record(deployment)
+    echo_json(record) if output_format == "json" else click.echo(key_values(record))
     if deployment.status != "Healthy":
         sys.exit(1)
 

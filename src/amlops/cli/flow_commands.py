@@ -8,10 +8,11 @@ import click
 
 from amlops import names
 from amlops.cli.echo import untrusted
-from amlops.cli.options import checked, workspace_options
+from amlops.cli.options import checked, use_current_env_option, workspace_options
 from amlops.cli.progress import ProgressPrinter
 from amlops.flow import Flow, FlowOptions, FlowResult, Stage
-from amlops.gate import Gate
+from amlops.gate import DEFAULT_MIN_IMPROVEMENT, Gate
+from amlops.workspace.entities import MODEL_TYPES
 from amlops.pipeline.loader import parse_overrides
 
 
@@ -25,21 +26,25 @@ from amlops.pipeline.loader import parse_overrides
 @click.option("--no-evaluation", is_flag=True, help="Register the model without comparing it (RUN_EVALUATION off).")
 @click.option("--metric", default="auc", show_default=True, help="The metric the gate compares.")
 @click.option("--lower-is-better", is_flag=True, help="For metrics such as log_loss.")
-@click.option("--min-improvement", type=float, default=0.0, show_default=True)
+@click.option("--min-improvement", type=float, default=DEFAULT_MIN_IMPROVEMENT, show_default=True,
+              help="How much better than the registered version the metric must be (0 for any gain).")
+@click.option("--model-type", type=click.Choice(MODEL_TYPES), default="custom_model", show_default=True,
+              help="Register the model as this Azure ML asset type (the sample writes an MLflow model: both work).")
 @click.option("--teardown", is_flag=True, help="Stop the scoring service after the smoke test.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
+@use_current_env_option
 @click.option("--quiet", is_flag=True, help="Do not show the steps' own output.")
 @workspace_options
 def run(ws, pipeline_file: Path, assignments: tuple[str, ...], model_name: str, deployment_name: str,
-        no_evaluation: bool, metric: str, lower_is_better: bool, min_improvement: float, teardown: bool,
-        no_reuse: bool, quiet: bool) -> None:
+        no_evaluation: bool, metric: str, lower_is_better: bool, min_improvement: float, model_type: str,
+        teardown: bool, no_reuse: bool, quiet: bool) -> None:
     """The whole flow on PIPELINE_FILE: publish -> train -> gate and register -> deploy -> smoke test.
 
     On the local workspace this needs no Azure: it leaves a live scoring service on loopback that
     `amlops deployments delete` stops. Exits 0 only when every stage passed."""
     options = FlowOptions(
         pipeline_file=pipeline_file, overrides=parse_overrides(assignments), model_name=model_name,
-        deployment_name=deployment_name, teardown=teardown, reuse=not no_reuse,
+        deployment_name=deployment_name, teardown=teardown, reuse=not no_reuse, model_type=model_type,
         gate=Gate(enabled=not no_evaluation, metric=metric, higher_is_better=not lower_is_better,
                   min_improvement=min_improvement))
     printer = ProgressPrinter(quiet_logs=quiet)

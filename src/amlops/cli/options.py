@@ -9,6 +9,7 @@ from typing import Callable
 import click
 
 from amlops import api, names
+from amlops.pipeline.environments import USE_CURRENT_ENV
 from amlops.workspace import Workspace
 
 
@@ -17,7 +18,8 @@ def workspace_options(command: Callable) -> Callable:
     @click.option("--backend", type=click.Choice(["local", "azure"]), default="local", show_default=True,
                   envvar="AMLOPS_BACKEND", help="Where to work: the embedded local workspace or Azure ML.")
     @click.option("--workspace", "workspace_path", type=click.Path(file_okay=False), envvar="AMLOPS_WORKSPACE",
-                  help="Local workspace folder [default: .amlops, or $AMLOPS_WORKSPACE].")
+                  help="Local workspace folder [default: $AMLOPS_WORKSPACE, else the nearest .amlops in this "
+                  "folder or a parent up to the repository root, else .amlops at the repository root].")
     @click.option("--subscription-id", envvar="AZURE_SUBSCRIPTION_ID", help="Azure subscription (azure backend).")
     @click.option("--resource-group", envvar="AZURE_RESOURCE_GROUP", help="Resource group (azure backend).")
     @click.option("--workspace-name", envvar="AZUREML_WORKSPACE_NAME", help="Azure ML workspace (azure backend).")
@@ -39,6 +41,17 @@ def workspace_options(command: Callable) -> Callable:
                                 **principal)
         return command(ws=ws, **kwargs)
     return wrapper
+
+
+def use_current_env_option(command: Callable) -> Callable:
+    """--use-current-env: run the steps in this Python instead of their component's environment."""
+    def remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value:
+            os.environ[USE_CURRENT_ENV] = "1"  # read by the executor, also in the steps' own processes
+
+    return click.option("--use-current-env", is_flag=True, expose_value=False, callback=remember,
+                        help="Run the steps in this Python instead of an environment built from their "
+                             "component's conda file (faster, but a package missing there is not caught).")(command)
 
 
 def parse_tags(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -88,5 +101,17 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
+def key_values(record: dict) -> str:
+    """A record as aligned `key  value` lines; nested mappings one `key.name  value` line per entry."""
+    lines = []
+    for key, value in record.items():
+        if isinstance(value, dict):
+            lines += [f"{key}.{name}  {item}" for name, item in value.items()]
+        else:
+            lines.append(f"{key}  {'' if value is None else value}")
+    width = max((len(line.split("  ", 1)[0]) for line in lines), default=0)
+    return "\n".join(f"{head:<{width}}  {tail}".rstrip() for head, _, tail in (line.partition("  ") for line in lines))
+
+
 __all__ = ["workspace_options", "parse_tags", "checked", "model_reference", "datastore_path", "positive_seconds",
-           "table", "Workspace"]
+           "table", "key_values", "Workspace"]

@@ -9,6 +9,7 @@ import click
 from amlops import policy as branch_policies
 from amlops.cli.echo import untrusted
 from amlops.cli.options import positive_seconds
+from amlops.cli.output import echo_json, output_option, policy_record
 
 
 def _branch_options(command: Callable) -> Callable:
@@ -60,10 +61,13 @@ def policy_apply(branch: branch_policies.Branch, build_pipeline: str, min_review
 
 
 @policy.command("show")
+@output_option
 @_branch_options
-def policy_show(branch: branch_policies.Branch, timeout_s: float) -> None:
+def policy_show(branch: branch_policies.Branch, timeout_s: float, output_format: str) -> None:
     """List every policy that applies to the branch: type, blocking, enabled and key settings."""
     repository_id, found = branch_policies.show_branch_policies(branch, timeout_s=timeout_s)
+    if output_format == "json":
+        return echo_json({"repository_id": repository_id, "policies": [policy_record(item) for item in found]})
     where = f"{branch.ref_name} of {branch.project}/{branch.repo}"
     if not found:
         click.echo(f"no policies apply to {where}")

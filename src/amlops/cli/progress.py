@@ -23,6 +23,8 @@ class ProgressPrinter:
             self._status(step, text)
         elif kind == "log" and not self.quiet_logs:
             self._echo(f"  [{step}] {text}", dim=True)
+        elif kind == "warning":
+            self._echo(f"  [{step}] warning: {text}" if step else f"  warning: {text}", color="yellow")
         elif kind == "info" and not self.quiet_logs:
             self._echo(f"  [{step}] {text}" if step else f"  {text}", dim=True)
 

@@ -1,7 +1,6 @@
 """publish, submit, runs, models, datastore: the workspace commands."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -9,11 +8,13 @@ import click
 
 from amlops import api, names
 from amlops.cli.echo import untrusted
-from amlops.cli.options import (checked, datastore_path, model_reference, parse_tags, positive_seconds, table,
-                                workspace_options)
+from amlops.cli.options import (checked, datastore_path, key_values, model_reference, parse_tags, positive_seconds,
+                                table, use_current_env_option, workspace_options)
+from amlops.cli.output import echo_json, model_record, output_option, run_record
 from amlops.errors import AmlopsError
 from amlops.cli.progress import ProgressPrinter
 from amlops.pipeline.loader import parse_overrides
+from amlops.workspace.entities import MODEL_TYPES
 
 
 @click.command()
@@ -41,6 +42,7 @@ def publish(ws, pipeline_file: str, name: str | None, version: str | None) -> No
 @click.option("--timeout", type=float, callback=lambda ctx, param, value: positive_seconds(value, "--timeout"),
               help="Cancel the run after this many seconds.")
 @click.option("--no-reuse", is_flag=True, help="Rerun every step even if an earlier run can be reused.")
+@use_current_env_option
 @workspace_options
 def submit(ws, pipeline: str, version: str | None, assignments: tuple[str, ...], experiment: str | None,
            tags: tuple[str, ...], timeout: float | None, no_reuse: bool) -> None:
@@ -62,29 +64,56 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--limit", type=int, default=20, show_default=True)
+@output_option
 @workspace_options
-def runs_list(ws, limit: int) -> None:
+def runs_list(ws, limit: int, output_format: str) -> None:
     """The most recent runs, newest first."""
+    found = ws.list_runs(limit)
+    if output_format == "json":
+        return echo_json([run_record(r) for r in found])
     rows = [[r.id, f"{r.pipeline_name}:{r.pipeline_version}", r.status, r.created_at, _metrics_text(r.metrics)]
-            for r in ws.list_runs(limit)]
+            for r in found]
     click.echo(table(rows, ["RUN", "PIPELINE", "STATUS", "CREATED", "METRICS"]) if rows else "no runs yet")
 
 
 @runs.command("show")
 @click.argument("run_id", callback=checked(names.RUN))
+@output_option
 @workspace_options
-def runs_show(ws, run_id: str) -> None:
+def runs_show(ws, run_id: str, output_format: str) -> None:
     """A run's steps with their status, its parameters, outputs and metrics."""
-    click.echo(untrusted(describe_run(ws.get_run(run_id), verbose=True)))
+    run = ws.get_run(run_id)
+    logged = _mlflow_metrics(ws, run)
+    if output_format == "json":
+        return echo_json(run_record(run, logged))
+    click.echo(untrusted(describe_run(run, verbose=True, mlflow_metrics=logged)))
 
 
-def describe_run(run, verbose: bool = False) -> str:
+def _mlflow_metrics(ws, run) -> dict | None:
+    """{step: {metric: value}} the steps logged with MLflow (a reused step: what its original run logged);
+    None where the backend keeps them elsewhere (Azure ML studio shows them)."""
+    if ws.kind != "local":
+        return None
+    from amlops.workspace.local.tracking import step_metrics
+
+    logged = step_metrics(ws.root, run.id)
+    for step in run.steps:
+        if step.reused_from and step.name not in logged:
+            earlier = step_metrics(ws.root, step.reused_from).get(step.name)
+            if earlier:
+                logged[step.name] = earlier
+    return logged
+
+
+def describe_run(run, verbose: bool = False, mlflow_metrics: dict | None = None) -> str:
     lines = [f"run {run.id}: {run.status}  (pipeline {run.pipeline_name}:{run.pipeline_version}, "
              f"experiment {run.experiment})"]
     lines += [f"  step {s.name:<16} {s.status:<10}" + (f" reused from {s.reused_from}" if s.reused_from else "")
               for s in run.steps]
     if run.metrics:
         lines.append("  metrics: " + _metrics_text(run.metrics))
+    for step, values in (mlflow_metrics or {}).items():
+        lines.append(f"  mlflow {step}: " + _metrics_text(values))
     if verbose:
         lines += [f"  input  {k} = {v}" for k, v in run.parameters.items()]
         lines += [f"  output {k} = {v}" for k, v in run.outputs.items()]
@@ -112,9 +141,11 @@ def models() -> None:
 @click.option("--output", default="model", show_default=True, callback=checked(names.OUTPUT),
               help="The run output holding the model.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the version (repeatable).")
+@click.option("--type", "model_type", type=click.Choice(MODEL_TYPES), default="custom_model", show_default=True,
+              help="Model asset type; mlflow_model needs an MLflow model folder (an MLmodel file at its root).")
 @workspace_options
 def models_register(ws, name: str, source: Path | None, run_id: str | None, output: str,
-                    tags: tuple[str, ...]) -> None:
+                    tags: tuple[str, ...], model_type: str) -> None:
     """Register a new version of model NAME from a file/folder or a Completed run's output (no gate)."""
     if bool(source) == bool(run_id):
         raise AmlopsError("give exactly one of --path or --run")
@@ -124,29 +155,34 @@ def models_register(ws, name: str, source: Path | None, run_id: str | None, outp
                           "register the output of a Completed run")
     files = ws.run_output(run, output) if run else source
     all_tags = {**({k: str(v) for k, v in run.metrics.items()} if run else {}), **parse_tags(tags)}
-    model = ws.register_model(name, files, all_tags, {}, run.id if run else None)
-    click.echo(f"registered {model.ref}")
+    model = ws.register_model(name, files, all_tags, {}, run.id if run else None, model_type=model_type)
+    click.echo(f"registered {model.ref}" + (f" ({model_type})" if model_type != "custom_model" else ""))
 
 
 @models.command("list")
 @click.argument("name", required=False, callback=checked(names.MODEL))
+@output_option
 @workspace_options
-def models_list(ws, name: str | None) -> None:
+def models_list(ws, name: str | None, output_format: str) -> None:
     """Registered model versions (of NAME, or all)."""
-    rows = [[m.name, str(m.version), m.created_at, m.run_id or "", _metrics_text(_numeric_tags(m.tags))]
-            for m in ws.list_models(name)]
-    click.echo(table(rows, ["MODEL", "VERSION", "CREATED", "RUN", "METRICS"]) if rows else "no models yet")
+    found = ws.list_models(name)
+    if output_format == "json":
+        return echo_json([model_record(m) for m in found])
+    rows = [[m.name, str(m.version), m.type, m.created_at, m.run_id or "", _metrics_text(_numeric_tags(m.tags))]
+            for m in found]
+    click.echo(table(rows, ["MODEL", "VERSION", "TYPE", "CREATED", "RUN", "METRICS"]) if rows else "no models yet")
 
 
 @models.command("show")
 @click.argument("model", callback=model_reference)
+@output_option
 @workspace_options
-def models_show(ws, model: tuple[str, int | None]) -> None:
+def models_show(ws, model: tuple[str, int | None], output_format: str) -> None:
     """One model version (MODEL is NAME or NAME:VERSION; default the latest)."""
-    found = ws.get_model(*model)
-    click.echo(json.dumps({"name": found.name, "version": found.version, "path": str(found.path),
-                           "run_id": found.run_id, "created_at": found.created_at, "tags": found.tags,
-                           "properties": found.properties}, indent=2))
+    record = model_record(ws.get_model(*model))
+    if output_format == "json":
+        return echo_json(record)
+    click.echo(key_values(record))
 
 
 def _numeric_tags(tags: dict) -> dict:

@@ -105,7 +105,7 @@ def publish_pipeline(ctx: TaskContext) -> str:
 # -- AmlRunPipeline ----------------------------------------------------------------------------------
 def run_pipeline(ctx: TaskContext) -> str:
     from amlops import api
-    from amlops.gate import Gate
+    from amlops.gate import DEFAULT_MIN_IMPROVEMENT, Gate
 
     check_names(ctx, {"pipelineName": names.PIPELINE, "pipelineVersion": names.PIPELINE_VERSION,
                       "experimentName": names.EXPERIMENT, "modelName": names.MODEL, "modelOutput": names.OUTPUT,
@@ -113,7 +113,8 @@ def run_pipeline(ctx: TaskContext) -> str:
     overrides = parse_parameters(ctx.text("parameters"))
     gate = Gate(enabled=bool(ctx.inputs["runEvaluation"]), metric=ctx.text("evaluationMetric") or "auc",
                 higher_is_better=ctx.inputs["metricDirection"] != "lower",
-                min_improvement=ctx.inputs["minImprovement"] or 0.0)
+                min_improvement=DEFAULT_MIN_IMPROVEMENT if ctx.inputs["minImprovement"] is None
+                else ctx.inputs["minImprovement"])
     minutes = ctx.inputs["timeoutMinutes"]
     if minutes is not None and minutes <= 0:
         raise AmlopsError(f"input 'timeoutMinutes' must be at least 1, got {minutes}")

@@ -1,7 +1,8 @@
 """The local executor: runs a pipeline's steps as subprocesses, in topological order, in the snapshot.
 
-Each step runs its component command in the component's code folder with the current Python first on
-PATH; its output streams to the console (through on_event) and to the step's std_log.txt. A step whose
+Each step runs its component command in the component's code folder with its environment (built from the
+component's conda file, else the current Python) first on PATH and the workspace's MLflow store as its
+tracking URI; its output streams to the console (through on_event) and to the step's std_log.txt. A step whose
 component, code and inputs are unchanged since an earlier successful run is reused, as Azure ML does.
 Ctrl-C, SIGTERM and the timeout terminate the running step's whole process group and end the run
 Canceled; nothing is left Running.
@@ -54,6 +55,7 @@ class Executor:
         self.process: subprocess.Popen | None = None
         self.step_outputs: dict[str, dict[str, str]] = {}
         self.step_status: dict[str, str] = {}
+        self.warned: set[str] = set()
 
     def execute(self) -> str:
         """Run every step; return the run's final status."""
@@ -120,6 +122,7 @@ class Executor:
         for folder in outputs.values():
             Path(folder).mkdir(parents=True, exist_ok=True)
         self.step_outputs[step.name] = outputs
+        step_dir.mkdir(parents=True, exist_ok=True)  # a step may have no outputs
         log_path = step_dir / LOG_FILE
         self._set_step(step.name, "Running", log_path=log_path)
         exit_code = self._run_command(step, render_command(step.component.command, inputs, outputs), log_path)
@@ -159,6 +162,7 @@ class Executor:
         component = step.component
         parts = [component.name, component.version, component.command, sorted(component.outputs)]
         parts.append(content_hash([component.code], relative_to=component.code) if component.code else "")
+        parts.append(_environment_key(component))
         for name in sorted(inputs):
             value = inputs[name]
             if component.inputs[name].is_asset and value is not None and Path(str(value)).exists():
@@ -171,8 +175,7 @@ class Executor:
         cwd = step.component.code or step.component.path.parent
         self.on_event("info", step.name, f"$ {command}")
         with open(log_path, "w", encoding="utf-8") as log:
-            self.process = _start_supervised(command, cwd, _step_environment(self.run_id, step.name),
-                                             self.stop_grace_s)
+            self.process = _start_supervised(command, cwd, self._environment(step), self.stop_grace_s)
             reader = threading.Thread(target=self._pump, args=(step.name, self.process, log), daemon=True)
             reader.start()
             exit_code = self._wait(self.process)
@@ -180,6 +183,25 @@ class Executor:
             reader.join(timeout=5)
             self.process = None
         return exit_code
+
+    def _environment(self, step: Step) -> dict[str, str]:
+        """The step's variables: its component's environment first on PATH, the workspace's MLflow store as its
+        tracking server."""
+        from amlops.pipeline.environments import step_environment
+        from amlops.workspace.local.tracking import tracking_environment
+
+        env = _step_environment(self.run_id, step.name)
+        built = step_environment(step.component, lambda text: self.on_event("info", step.name, text))
+        if built.warning and built.warning not in self.warned:
+            self.warned.add(built.warning)
+            self.on_event("warning", step.name, built.warning)
+        if built.bin_dir is not None:
+            env["PATH"] = str(built.bin_dir) + os.pathsep + env["PATH"]
+            env["VIRTUAL_ENV"] = str(built.bin_dir.parent)
+        env.pop("MLFLOW_RUN_ID", None)  # amlops itself may run inside an Azure ML job
+        experiment = self.workspace.get_run(self.run_id).experiment
+        env.update(tracking_environment(self.workspace.root, self.run_id, step.name, experiment))
+        return env
 
     def _pump(self, step: str, process: subprocess.Popen, log) -> None:
         for line in process.stdout:
@@ -211,6 +233,15 @@ class Executor:
                 if binding.parent_output and produced:
                     outputs[binding.parent_output] = produced
         return outputs
+
+
+def _environment_key(component) -> Any:
+    """What a step's environment is made of (a changed conda file reruns the step, as on Azure ML)."""
+    environment = component.environment
+    if isinstance(environment, dict) and environment.get("conda_file"):
+        conda = (component.path.parent / str(environment["conda_file"])).resolve()
+        return [environment.get("image"), content_hash([conda], relative_to=conda.parent) if conda.is_file() else ""]
+    return environment
 
 
 def render_command(command: str, inputs: dict[str, Any], outputs: dict[str, str]) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from amlops import names
 from amlops.errors import AmlopsError, PipelineValidationError
 from amlops.pipeline.components import load_component, parse_component
+from amlops.pipeline.inline_jobs import INLINE_FIELDS, inline_component, is_inline, job_binding, local_input_files
 from amlops.pipeline.model import (
     ANY_EXPRESSION, ASSET_TYPES, INPUT_TYPES, OUTPUT_TYPES, Binding, Component, OutputSpec, Pipeline,
     PipelineInput, Step, pipeline_name,
@@ -27,7 +28,7 @@ STEP_FIELDS = {
     "type", "component", "inputs", "outputs", "compute", "display_name", "description", "name",
     "environment_variables", "resources", "distribution", "limits", "tags", "identity", "properties",
     "experiment_name", "settings",
-}
+} | INLINE_FIELDS
 SETTINGS_FIELDS = {"default_compute", "default_datastore", "continue_on_step_failure", "force_rerun",
                    "default_environment"}
 DATASTORE_URI = re.compile(r"^azureml://datastores/(?P<datastore>[^/]+)/paths/(?P<path>.+)$")
@@ -49,7 +50,7 @@ def load_pipeline(path: str | Path, overrides: dict[str, str] | None = None,
     _apply_overrides(inputs, overrides or {}, path, problems)
     _check_local_paths(inputs, set(overrides or {}), document.get("inputs") or {}, repository, path, problems)
     outputs = _parse_pipeline_outputs(document.get("outputs") or {}, path, problems)
-    steps, files = _parse_steps(document.get("jobs"), path, problems)
+    steps, files = _parse_steps(document.get("jobs"), path, problems, inputs)
     _check_component_files(files, repository, path, problems)
     broken = set(document.get("jobs") or {}) - set(steps) if isinstance(document.get("jobs"), dict) else set()
     _check_bindings(document, steps, broken, inputs, outputs, path, problems)
@@ -163,8 +164,9 @@ def _check_local_paths(inputs: dict[str, PipelineInput], overridden: set[str], s
 def _check_component_files(files: set[Path], repository: Path, path: Path, problems: list[str]) -> None:
     for file in sorted(files):
         if not _within(file, repository):
-            problems.append(f"{path}: {file} (a component, its code or conda file) is outside the pipeline's "
-                            f"repository {repository}; keep every file of the pipeline inside the repository")
+            problems.append(f"{path}: {file} (a component, its code or conda file, or a job's local input) is outside "
+                            f"the pipeline's repository {repository}; keep every file of the pipeline inside the "
+                            "repository")
 
 
 def _within(file: Path, repository: Path) -> bool:
@@ -214,7 +216,8 @@ def _parse_pipeline_outputs(section: Any, path: Path, problems: list[str]) -> di
     return outputs
 
 
-def _parse_steps(jobs: Any, path: Path, problems: list[str]) -> tuple[dict[str, Step], set[Path]]:
+def _parse_steps(jobs: Any, path: Path, problems: list[str],
+                 pipeline_inputs: dict[str, PipelineInput]) -> tuple[dict[str, Step], set[Path]]:
     steps: dict[str, Step] = {}
     files: set[Path] = set()
     if not isinstance(jobs, dict) or not jobs:
@@ -234,12 +237,17 @@ def _parse_steps(jobs: Any, path: Path, problems: list[str]) -> tuple[dict[str, 
             problems.append(f"{where(path, job, key)}: '{key}' of job '{name}' must be a mapping of name to value")
         if bad:
             continue
-        component = _step_component(name, job, path, problems, files)
+        if is_inline(job):
+            component = inline_component(name, job, path, pipeline_inputs, problems)
+            files.update(_component_files(component) if component else set())
+        else:
+            component = _step_component(name, job, path, problems, files)
         if component is None:
             continue
+        files.update(local_input_files(job, path))
         steps[name] = Step(
             name=name, component=component,
-            inputs={k: Binding.parse(v) for k, v in (job.get("inputs") or {}).items()},
+            inputs={k: job_binding(v, path) for k, v in (job.get("inputs") or {}).items()},
             outputs={k: Binding.parse(v) for k, v in (job.get("outputs") or {}).items()},
         )
     return steps, files
@@ -250,7 +258,9 @@ def _step_component(name: str, job: YamlMap, path: Path, problems: list[str],
     reference = job.get("component")
     at = where(path, job, "component")
     if reference is None:
-        problems.append(f"{where(path, job)}: job '{name}' has no 'component'; point it at a component YAML file")
+        problems.append(f"{where(path, job)}: job '{name}' has no 'component' and no 'command'; point it at a "
+                        "component YAML file, or write the command job inline (command, environment, inputs, "
+                        "outputs)")
         return None
     if isinstance(reference, dict):
         return parse_component(reference, path, problems)

@@ -64,6 +64,7 @@ class Component:
     outputs: dict[str, OutputSpec]
     environment: Any = None
     is_deterministic: bool = True
+    inline: bool = False  # an inline command job's anonymous component (path is then the pipeline file)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from typing import Callable, Protocol
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run
 
 ProgressCallback = Callable[[str, str, str], None]
-"""on_event(kind, step, text): kind is 'status' (text = new status), 'log' (a line of output) or 'info'."""
+"""on_event(kind, step, text): kind is 'status' (text = new status), 'log' (a line of output), 'info' or
+'warning' (e.g. a step environment that cannot be built locally)."""
 
 
 class Workspace(Protocol):
@@ -32,7 +33,7 @@ class Workspace(Protocol):
     def run_output(self, run: Run, output: str) -> Path: ...
 
     def register_model(self, name: str, source: Path, tags: dict[str, str], properties: dict[str, str],
-                       run_id: str | None) -> ModelVersion: ...
+                       run_id: str | None, model_type: str = "custom_model") -> ModelVersion: ...
 
     def get_model(self, name: str, version: int | None = None) -> ModelVersion: ...
 

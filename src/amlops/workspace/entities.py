@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled", "NotResponding", "Paused"})
+MODEL_TYPES = ("custom_model", "mlflow_model")  # the Azure ML model asset types amlops registers
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ModelVersion:
     properties: dict = field(default_factory=dict)
     run_id: str | None = None
     created_at: str = ""
+    type: str = "custom_model"  # or mlflow_model (Azure ML's model asset types)
 
     @property
     def ref(self) -> str:

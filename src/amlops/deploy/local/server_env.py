@@ -37,15 +37,24 @@ def server_python(requirements_file: Path | None, on_info: Callable[[str], None]
     override = os.environ.get("AMLOPS_SERVER_PYTHON")
     if override:
         return Path(override)
-    requirements = _requirements(requirements_file)
-    key = hashlib.sha256("\n".join([SERVER_REQUIREMENT, *requirements]).encode()).hexdigest()[:12]
-    folder = cache_root() / "inference-server" / f"py{sys.version_info[0]}{sys.version_info[1]}-{key}"
+    return cached_python("inference-server", [SERVER_REQUIREMENT, *_requirements(requirements_file)], on_info,
+                         what="the inference server environment",
+                         fallback=f"set AMLOPS_SERVER_PYTHON to a Python that has {SERVER_REQUIREMENT}")
+
+
+def cached_python(kind: str, packages: list[str], on_info: Callable[[str], None], what: str,
+                  fallback: str) -> Path:
+    """The Python of a virtual environment with `packages`, created once per (kind, Python version, packages)
+    under the cache folder, with a lock and a completion marker; AmlopsError (naming `fallback`) if it
+    cannot be created."""
+    key = hashlib.sha256("\n".join(packages).encode()).hexdigest()[:12]
+    folder = cache_root() / kind / f"py{sys.version_info[0]}{sys.version_info[1]}-{key}"
     python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if (folder / MARKER).is_file():
         return python
     with _locked(folder.with_suffix(".lock")):
         if not (folder / MARKER).is_file():
-            _create(folder, python, requirements, on_info)
+            _create(folder, python, packages, on_info, what, fallback)
     return python
 
 
@@ -56,21 +65,23 @@ def _requirements(requirements_file: Path | None) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _create(folder: Path, python: Path, requirements: list[str], on_info: Callable[[str], None]) -> None:
+def _create(folder: Path, python: Path, packages: list[str], on_info: Callable[[str], None], what: str,
+            fallback: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     uv = _uv()
-    on_info(f"creating the inference server environment in {folder} (once; "
-            f"{'uv' if uv else 'pip, slower than uv'})")
+    on_info(f"creating {what} in {folder} (once; {'uv' if uv else 'pip, slower than uv'})")
     started = time.monotonic()
-    packages = [SERVER_REQUIREMENT, *requirements]
     if uv:
-        _call([*uv, "venv", "-q", "--python", sys.executable, str(folder)], folder)
-        _call([*uv, "pip", "install", "-q", "--python", str(python), *packages], folder)
+        _call([*uv, "venv", "-q", "--python", sys.executable, str(folder)], folder, what, fallback)
+        if packages:
+            _call([*uv, "pip", "install", "-q", "--python", str(python), *packages], folder, what, fallback)
     else:
-        _call([sys.executable, "-m", "venv", str(folder)], folder)
-        _call([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages], folder)
-    (folder / MARKER).write_text(f"{SERVER_REQUIREMENT}\n")
-    on_info(f"inference server environment ready in {time.monotonic() - started:.1f} s")
+        _call([sys.executable, "-m", "venv", str(folder)], folder, what, fallback)
+        if packages:
+            _call([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages], folder,
+                  what, fallback)
+    (folder / MARKER).write_text("\n".join(packages) + "\n")
+    on_info(f"{what} ready in {time.monotonic() - started:.1f} s")
 
 
 def _uv() -> list[str] | None:
@@ -85,14 +96,13 @@ def _uv() -> list[str] | None:
         return None
 
 
-def _call(command: list[str], folder: Path) -> None:
+def _call(command: list[str], folder: Path, what: str, fallback: str) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-        raise AmlopsError(f"could not create the inference server environment ({' '.join(command[:3])} ... "
-                          f"failed); check network access to your package index (PIP_INDEX_URL), or set "
-                          f"AMLOPS_SERVER_PYTHON to a Python that has {SERVER_REQUIREMENT}:\n{tail}")
+        raise AmlopsError(f"could not create {what} ({' '.join(command[:3])} ... failed); check network access "
+                          f"to your package index (PIP_INDEX_URL), or {fallback}:\n{tail}")
 
 
 @contextmanager

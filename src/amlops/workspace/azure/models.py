@@ -1,5 +1,6 @@
-"""Registered models on Azure ML: custom_model versions from a job output (azureml://jobs/<job>/outputs/<o>)
-or local files, with the metrics and lineage as tags; reading them back as ModelVersion entities."""
+"""Registered models on Azure ML: custom_model or mlflow_model versions from a job output
+(azureml://jobs/<job>/outputs/<o>) or local files, with the metrics and lineage as tags; reading them back as
+ModelVersion entities."""
 from __future__ import annotations
 
 import re
@@ -16,13 +17,17 @@ if TYPE_CHECKING:
 
 
 def register(ws: "AzureWorkspace", name: str, source: Any, tags: dict[str, str], properties: dict[str, str],
-             run_id: str | None) -> ModelVersion:
+             run_id: str | None, model_type: str = "custom_model") -> ModelVersion:
     from azure.ai.ml.entities import Model
 
     path = _model_path(source)
+    if not path.startswith("azureml:"):
+        from amlops.workspace.local.models import check_model_type
+
+        check_model_type(model_type, Path(path))
     if run_id:  # the lineage, also where the service keeps only the datastore path the job output resolved to
         tags = {"run_id": run_id, **tags}
-    model = Model(name=name, path=path, type="custom_model", tags={k: str(v) for k, v in tags.items()},
+    model = Model(name=name, path=path, type=model_type, tags={k: str(v) for k, v in tags.items()},
                   properties={k: str(v) for k, v in properties.items()}, job_name=run_id,
                   description=f"registered by amlops from {path}")
     with translated(f"registering model {name} in workspace {ws.workspace_name}"):
@@ -95,4 +100,5 @@ def model_version(model: Any) -> ModelVersion:
     job = re.match(r"^azureml://jobs/([^/]+)/outputs/", model.path or "")
     run_id = getattr(model, "job_name", None) or (job.group(1) if job else tags.get("run_id"))
     return ModelVersion(name=model.name, version=version, path=AzureMLUri(model.path or ""), tags=tags,
-                        properties=dict(model.properties or {}), run_id=run_id, created_at=str(created or ""))
+                        properties=dict(model.properties or {}), run_id=run_id, created_at=str(created or ""),
+                        type=str(getattr(model, "type", None) or "custom_model"))

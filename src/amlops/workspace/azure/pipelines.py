@@ -78,11 +78,14 @@ def validate_with_azure_ai_ml(pipeline: Pipeline) -> dict[str, Any]:
 
     azure_ai_ml = import_azure_ai_ml()
     problems: list[str] = []
-    _load(lambda: azure_ai_ml.load_job(pipeline.path), pipeline.path, problems)
+    job = _load(lambda: azure_ai_ml.load_job(pipeline.path), pipeline.path, problems)
     components = {}
     for step_name, step in pipeline.steps.items():
-        component = _load(lambda path=step.component.path: azure_ai_ml.load_component(path), step.component.path,
-                          problems)
+        if step.component.inline:
+            component = _inline_component(job, pipeline, step_name) if job is not None else None
+        else:
+            component = _load(lambda path=step.component.path: azure_ai_ml.load_component(path),
+                              step.component.path, problems)
         if component is None:
             continue
         result = component._validate()
@@ -93,6 +96,18 @@ def validate_with_azure_ai_ml(pipeline: Pipeline) -> dict[str, Any]:
     if problems:
         raise PipelineValidationError(problems)
     return components
+
+
+def _inline_component(job: Any, pipeline: Pipeline, step: str) -> Any:
+    """A named command component made of the one azure-ai-ml built for an inline job (which it would register
+    anonymously), so it is registered and versioned like the others: <pipeline>_<step>."""
+    from azure.ai.ml.entities import CommandComponent
+
+    built = job.jobs[step].component
+    code = pipeline.steps[step].component.code
+    return CommandComponent(name=pipeline_name(f"{pipeline.name}_{step}"), display_name=step, command=built.command,
+                            code=str(code) if code else None, environment=built.environment,
+                            inputs=dict(built.inputs or {}), outputs=dict(built.outputs or {}))
 
 
 def _load(loader, path: Path, problems: list[str]) -> Any:
@@ -187,7 +202,7 @@ def _register_pipeline(ws: "AzureWorkspace", pipeline: Pipeline, name: str, vers
 
 def _pipeline_component_spec(document: dict, pipeline: Pipeline, name: str, version: str, digest: str,
                              step_ids: dict[str, str]) -> dict:
-    jobs = {step: {**job, "component": _short_reference(step_ids[step])}
+    jobs = {step: {**_without_inline_fields(job), "component": _short_reference(step_ids[step])}
             for step, job in (document.get("jobs") or {}).items()}
     settings = document.get("settings") or {}
     compute = settings.get("default_compute")
@@ -202,6 +217,13 @@ def _pipeline_component_spec(document: dict, pipeline: Pipeline, name: str, vers
             "inputs": {key: _input_definition(spec) for key, spec in pipeline.inputs.items()},
             "outputs": {key: {"type": spec.type} for key, spec in pipeline.outputs.items()},
             "jobs": jobs}
+
+
+def _without_inline_fields(job: dict) -> dict:
+    """An inline job's command, code and environment now live in its registered component."""
+    from amlops.pipeline.inline_jobs import INLINE_FIELDS
+
+    return {key: value for key, value in job.items() if key not in INLINE_FIELDS}
 
 
 def _short_reference(arm_id: str) -> str:

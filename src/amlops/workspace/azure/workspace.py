@@ -112,11 +112,12 @@ class AzureWorkspace:
     # models
 
     def register_model(self, name: str, source: Any, tags: dict[str, str], properties: dict[str, str],
-                       run_id: str | None = None) -> ModelVersion:
-        """A custom_model version from a job output URI (or local files), the metrics and lineage as tags."""
+                       run_id: str | None = None, model_type: str = "custom_model") -> ModelVersion:
+        """A custom_model or mlflow_model version from a job output URI (or local files), the metrics and
+        lineage as tags."""
         from amlops.workspace.azure import models
 
-        return models.register(self, name, source, tags, properties, run_id)
+        return models.register(self, name, source, tags, properties, run_id, model_type)
 
     def get_model(self, name: str, version: int | None = None) -> ModelVersion:
         from amlops.workspace.azure import models

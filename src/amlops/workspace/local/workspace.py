@@ -28,6 +28,8 @@ from amlops.pipeline.model import pipeline_name
 from amlops.processes import process_alive
 from amlops.workspace.local import db as local_db
 from amlops.workspace.entities import Deployment, ModelVersion, PublishedPipeline, Run, StepRun
+from amlops.workspace.local.discovery import find_workspace
+from amlops.workspace.local.models import MODEL_TYPE_PROPERTY, check_model_type
 from amlops.workspace.local.db import dumps, loads, now, write_transaction
 from amlops.workspace.local.paths import absolute, inside, relative, remove_tree
 from amlops.workspace.local.snapshot import content_hash, copy_files, copy_snapshot, snapshot_root, walk
@@ -38,7 +40,7 @@ OBJECTS = "objects"  # content-addressed file store behind the snapshots: object
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("AMLOPS_WORKSPACE") or DEFAULT_ROOT)
+    return find_workspace()
 
 
 class LocalWorkspace:
@@ -291,12 +293,14 @@ class LocalWorkspace:
     # models
 
     def register_model(self, name: str, source: Path, tags: dict[str, str], properties: dict[str, str],
-                       run_id: str | None = None) -> ModelVersion:
+                       run_id: str | None = None, model_type: str = "custom_model") -> ModelVersion:
         """Copy the files aside first, then claim the version and move them in one locked transaction,
         so a crash leaves either a complete version or nothing (a stray temporary folder at most)."""
         names.check(names.MODEL, name, "model name")
         if not source.exists():
             raise AmlopsError(f"model files {source} not found; give a file or folder that exists")
+        check_model_type(model_type, source)
+        properties = {**properties, MODEL_TYPE_PROPERTY: model_type}
         staging = self.path("models", name, f".staging-{uuid.uuid4().hex}")
         try:
             copy_files(source, staging)
@@ -417,9 +421,10 @@ def _run(row: sqlite3.Row, steps: tuple[StepRun, ...], root: Path) -> Run:
 
 
 def _model(row: sqlite3.Row, root: Path) -> ModelVersion:
+    properties = loads(row["properties"])
     return ModelVersion(name=row["name"], version=row["version"], path=absolute(root, row["path"]),
-                        tags=loads(row["tags"]), properties=loads(row["properties"]), run_id=row["run_id"],
-                        created_at=row["created_at"])
+                        tags=loads(row["tags"]), properties=properties, run_id=row["run_id"],
+                        created_at=row["created_at"], type=properties.get(MODEL_TYPE_PROPERTY, "custom_model"))
 
 
 def _deployment(row: sqlite3.Row, root: Path) -> Deployment:
