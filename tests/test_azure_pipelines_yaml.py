@@ -308,12 +308,13 @@ def test_deployments_are_deployment_jobs_bound_to_their_environments():
     document = sample()
     qa, production = stage(document, "DeployQA"), stage(document, "DeployProduction")
     environments = []
-    for deploy_stage in (qa, production):
+    # QA on ACI, production on a managed online endpoint (blue/green), each smoke-tested after its deploy
+    for deploy_stage, deploy_task in ((qa, "AmlDeployAci@0"), (production, "AmlDeployOnlineEndpoint@0")):
         (job,) = deploy_stage["jobs"]
         assert "deployment" in job and "job" not in job
         environments.append(job["environment"])
         tasks = [s.get("task") for s in job_steps(job)]
-        assert tasks.index("AmlDeployAci@0") < tasks.index("AmlSmokeTest@0")
+        assert tasks.index(deploy_task) < tasks.index("AmlSmokeTest@0")
         assert job_steps(job)[0] == {"checkout": "self"}
     assert environments == ["amlops-qa", "amlops-production"]
     assert "DeployQA" in production["dependsOn"]

@@ -61,7 +61,8 @@ def test_blue_green_rollout_against_the_service(backend, online, fake, model, tm
 
     with ClientLoop(first.scoring_uri, first.key) as client:
         with pytest.raises(RolloutFailed, match=r"^rollout of build2 to endpoint driver-ep failed: smoke test of "
-                                                r"deployment build2 alone failed: status 200: HTTP 500.*traffic is "
+                                                r"deployment build2 alone failed: HTTP status: expected 200, "
+                                                r"got 500.*traffic is "
                                                 r"back to build1 100% and deployment build2 was deleted$"):
             rollout(backend, "driver-ep", spec(tmp_path, model, "build2", broken=True), plan(tmp_path))
         assert backend.get("driver-ep").traffic == {"build1": 100}

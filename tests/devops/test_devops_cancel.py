@@ -17,7 +17,7 @@ from package_index import PackageIndex, closed_port, make_wheel
 from test_devops_launcher import environment_of, stage_fake
 from test_devops_launcher_network import isolated, run
 
-WAITING_SMOKE_TEST = {"target": "local", "readinessTimeoutSeconds": "600"}
+WAITING_SMOKE_TEST = {"readinessTimeoutSeconds": "600"}
 
 
 class Canceller:

@@ -171,7 +171,7 @@ def test_a_scoring_key_echoed_form_encoded_or_in_base64_never_appears(agent: Age
 
     _Scorer.reject = "encoded"
     key = f"key with spaces/{uuid.uuid4().hex}"
-    run = agent.run(staged["AmlSmokeTest"], local(scoringUri=scorer, scoringKey=key, readinessTimeoutSeconds="10"))
+    run = agent.run(staged["AmlSmokeTest"], dict(scoringUri=scorer, scoringKey=key, readinessTimeoutSeconds="10"))
     assert_failed(run, "smoke test failed", "401")
     output = (run.stdout + "\n" + run.stderr).splitlines()
     shown = "\n".join([line for line in output if not line.startswith("##vso[task.setsecret]")] + run.summaries)

@@ -69,7 +69,8 @@ def test_blue_green_rollout_never_drops_a_request(endpoints: LocalEndpoints, tmp
 
     with ClientLoop(first.scoring_uri, first.key) as client:
         with pytest.raises(RolloutFailed, match=r"^rollout of build2 to endpoint driver-ep failed: smoke test of "
-                                                r"deployment build2 alone failed: status 200: HTTP 500.*; traffic is "
+                                                r"deployment build2 alone failed: HTTP status: expected 200, "
+                                                r"got 500.*; traffic is "
                                                 r"back to build1 100% and deployment build2 was deleted$"):
             broken = scoring_folder(tmp_path, "s2", broken=True)
             rollout(endpoints, "driver-ep", DeploymentSpec("build2", model, broken), plan)
