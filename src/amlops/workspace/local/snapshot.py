@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Callable
 
 from amlops.errors import AmlopsError
 
@@ -40,14 +41,16 @@ def copy_snapshot(files: tuple[Path, ...], destination: Path, walked: list[tuple
 
 
 def content_hash(paths: list[Path] | tuple[Path, ...], relative_to: Path | None = None,
-                 walked: list[tuple[Path, Path]] | None = None) -> str:
+                 walked: list[tuple[Path, Path]] | None = None,
+                 file_hasher: Callable[[Path], str] | None = None) -> str:
     """SHA-256 over the names and bytes of every file under the given files and folders."""
+    file_hasher = file_hasher or file_hash
     digest = hashlib.sha256()
     for logical, real in sorted(walked if walked is not None else walk(paths)):
         name = logical.relative_to(relative_to) if relative_to else logical
         digest.update(str(name).encode())
         digest.update(b"\0")
-        digest.update(file_hash(real).encode())
+        digest.update(file_hasher(real).encode())
     return digest.hexdigest()
 
 
