@@ -40,7 +40,10 @@ def main(argv: list[str]) -> int:
         if step.poll() is not None:
             _stop_all(me, seen, EXIT_GRACE_S)
             return step.returncode if step.returncode >= 0 else 128 - step.returncode
-        stop.wait(POLL_S)
+        try:  # wakes as soon as the step ends (a stop waits for the end of the poll interval)
+            step.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
     _stop_all(me, seen, grace_s)
     step.wait()
     return 128 + signal.SIGTERM
