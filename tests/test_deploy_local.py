@@ -183,6 +183,11 @@ def test_workers_a_no_op_redeploy_and_a_code_change_on_the_same_port(trained: Lo
         assert third.pid != first.pid and third.scoring_uri == first.scoring_uri
         assert not local.process_alive(first.pid) and _workers(third.pid) == 1
         assert len(score(third.scoring_uri)) == len(REQUEST["data"])
+        (third.log_path.parent / local.SERVED_FILE).unlink()  # as a server started by an older amlops
+        fourth = local.deploy_local(trained, trained.get_model("driver", 1), "keep", changed, workers=1,
+                                    on_info=said.append)
+        assert fourth.pid != third.pid and fourth.scoring_uri == first.scoring_uri
+        assert not local.process_alive(third.pid) and len(score(fourth.scoring_uri)) == len(REQUEST["data"])
     finally:
         local.delete_local(trained, "keep")
 

@@ -22,7 +22,7 @@ from amlops import bounded_http
 from amlops.deploy.local.server_env import server_python
 from amlops.errors import AmlopsError
 from amlops.locks import FileLock
-from amlops.processes import listening_pids, log_tail, owns_port, process_alive, stop_process_group
+from amlops.processes import STOP_GRACE_S, listening_pids, log_tail, owns_port, process_alive, stop_process_group
 
 __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process_alive"]
 from amlops.workspace.entities import Deployment, ModelVersion
@@ -39,6 +39,7 @@ SERVER_APP = "azureml_inference_server_http.server.entry:app"
 FIRST_POLL_S, LAST_POLL_S = 0.05, 0.5
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 1
+DELETE_GRACE_S = 1.0  # a deleted server has no state to save; its Python exit alone takes seconds under load
 SERVED_FILE = "served.json"  # what a server was started with: the key of a no-op redeploy
 
 
@@ -296,9 +297,9 @@ def refresh(ws: LocalWorkspace, deployment: Deployment) -> Deployment:
     return deployment
 
 
-def _stop(deployment: Deployment) -> None:
+def _stop(deployment: Deployment, grace_s: float = STOP_GRACE_S) -> None:
     if _ours(deployment):
-        stop_process_group(deployment.pid)
+        stop_process_group(deployment.pid, grace_s)
     if deployment.log_path:
         shutil.rmtree(deployment.log_path.parent, ignore_errors=True)
 
@@ -307,6 +308,6 @@ def delete_local(ws: LocalWorkspace, name: str) -> Deployment:
     deployment = ws.get_deployment(name)
     with _name_lock(ws, name, lambda text: None, LIVENESS_TIMEOUT_S):
         deployment = ws.get_deployment(name)
-        _stop(deployment)
+        _stop(deployment, DELETE_GRACE_S)
         ws.remove_deployment(name)
     return deployment
