@@ -44,3 +44,28 @@ def test_azure_backend_options_are_checked_before_any_call(monkeypatch):
     assert result.exit_code == 1 and "unknown Azure cloud 'Mars'" in result.output
     result = CliRunner().invoke(main, ["runs", "list", "--backend", "azure"])
     assert result.exit_code == 1 and "needs --subscription-id, --resource-group, --workspace-name" in result.output
+
+
+def test_every_command_is_in_the_lazy_command_map():
+    """The CLI imports a command's module only when it runs; a command missing from the map would vanish."""
+    import importlib
+    import pkgutil
+
+    import amlops.cli as cli
+
+    modules = [m.name for m in pkgutil.iter_modules(cli.__path__) if m.name.endswith("_commands")]
+    for module_name in modules:
+        for command in importlib.import_module(f"amlops.cli.{module_name}").COMMANDS:
+            assert cli.COMMAND_MODULES.get(command.name) == module_name, f"{command.name} missing from COMMAND_MODULES"
+            assert cli.main.get_command(None, command.name) is command
+    assert sorted(cli.main.list_commands(None)) == sorted(cli.COMMAND_MODULES)
+
+
+def test_submit_does_not_import_the_deploy_commands():
+    import subprocess
+    import sys
+
+    code = ("import sys; from amlops.cli import main; main.get_command(None, 'submit'); "
+            "print(sorted(m for m in sys.modules if m.startswith('amlops.cli.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "workspace_commands" in loaded and "deploy_commands" not in loaded and "endpoint_commands" not in loaded

@@ -378,7 +378,8 @@ def test_a_failed_deployment_leaves_no_empty_folder(published, mini_project, mon
     monkeypatch.setattr(target, "server_python", lambda requirements, on_info: Path(sys.executable))
     with pytest.raises(AmlopsError, match="pipe is a named pipe"):  # refused, where copying it would hang
         api.deploy(published, model_name="m", model_version=None, deployment_name="d", scoring_folder=scoring)
-    assert not any((published.root / "deployments").iterdir())
+    deployments = published.root / "deployments"
+    assert not deployments.exists() or not any(deployments.iterdir())
 
 
 # -- every name, everywhere ------------------------------------------------------------------------------

@@ -124,14 +124,16 @@ def test_a_foreign_server_on_the_port_is_not_taken_for_ours_and_the_old_version_
         def log_message(self, *args):
             pass
 
-    old = api.deploy(trained, model_name="driver", model_version=1, deployment_name="race", scoring_folder=SCORING)
+    old = api.deploy(trained, model_name="driver", model_version=1, deployment_name="race", scoring_folder=SCORING,
+                     workers=1)
     foreign = ThreadingHTTPServer(("127.0.0.1", 0), Foreign)
     threading.Thread(target=foreign.serve_forever, daemon=True).start()
     try:
         # the port picked for the new version is taken by someone else before our server binds it
         monkeypatch.setattr(local, "_free_port", lambda: foreign.server_address[1])
         with pytest.raises(AmlopsError, match="exited with code|did not answer"):
-            local.deploy_local(trained, trained.get_model("driver", 1), "race", SCORING, liveness_timeout_s=30)
+            local.deploy_local(trained, trained.get_model("driver", 1), "race", SCORING, liveness_timeout_s=30,
+                               workers=2)
         current = local.refresh(trained, trained.get_deployment("race"))
         assert current.pid == old.pid and current.status == "Healthy", "the old version must keep serving"
         assert len(score(old.scoring_uri)) == len(REQUEST["data"])
@@ -165,6 +167,57 @@ def test_parallel_deploys_under_one_name_leave_one_live_server(trained: LocalWor
         final = local.refresh(trained, trained.get_deployment("twin"))
         assert final.status == "Healthy" and {r.scoring_uri for r in results} == {final.scoring_uri}
         assert len(score(final.scoring_uri)) == len(REQUEST["data"])
-        assert [r.pid for r in results if local.process_alive(r.pid)] == [final.pid]
+        assert {r.pid for r in results if local.process_alive(r.pid)} == {final.pid}
     finally:
         local.delete_local(trained, "twin")
+
+
+def _workers(pid: int) -> int:
+    import psutil
+
+    return len(psutil.Process(pid).children())
+
+
+def test_workers_a_no_op_redeploy_and_a_code_change_on_the_same_port(trained: LocalWorkspace, tmp_path: Path):
+    import shutil
+
+    said: list[str] = []
+    first = local.deploy_local(trained, trained.get_model("driver", 1), "keep", SCORING, workers=2,
+                               on_info=said.append)
+    try:
+        assert _workers(first.pid) == 2
+        again = local.deploy_local(trained, trained.get_model("driver", 1), "keep", SCORING, workers=2,
+                                   on_info=said.append)
+        assert again.pid == first.pid and "the running server is kept" in said[-1]
+        changed = tmp_path / "scoring"
+        shutil.copytree(SCORING, changed)
+        with open(changed / "score.py", "a") as handle:
+            handle.write("\n# a change of the scoring code\n")
+        third = local.deploy_local(trained, trained.get_model("driver", 1), "keep", changed, workers=1,
+                                   on_info=said.append)
+        assert third.pid != first.pid and third.scoring_uri == first.scoring_uri
+        assert not local.process_alive(first.pid) and _workers(third.pid) == 1
+        assert len(score(third.scoring_uri)) == len(REQUEST["data"])
+        (third.log_path.parent / local.SERVED_FILE).unlink()  # as a server started by an older amlops
+        fourth = local.deploy_local(trained, trained.get_model("driver", 1), "keep", changed, workers=1,
+                                    on_info=said.append)
+        assert fourth.pid != third.pid and fourth.scoring_uri == first.scoring_uri
+        assert not local.process_alive(third.pid) and len(score(fourth.scoring_uri)) == len(REQUEST["data"])
+    finally:
+        local.delete_local(trained, "keep")
+
+
+def test_the_server_log_is_rotated_and_has_no_access_log(trained: LocalWorkspace, monkeypatch):
+    monkeypatch.setattr(local, "LOG_MAX_BYTES", 4096)
+    deployment = api.deploy(trained, model_name="driver", model_version=1, deployment_name="logs",
+                            scoring_folder=SCORING, workers=1)
+    try:
+        for _ in range(60):
+            score(deployment.scoring_uri)
+        log = deployment.log_path
+        assert log.with_name("server.log.1").is_file(), "the log must have been rotated"
+        assert log.stat().st_size < 4096 + 2048 and log.with_name("server.log.1").stat().st_size < 4096 + 2048
+        assert not log.with_name("server.log.2").exists()
+        assert "POST /score HTTP/1.1" not in log.read_text(), "gunicorn's access log is off"
+    finally:
+        local.delete_local(trained, "logs")

@@ -1099,7 +1099,7 @@ def test_the_upload_command_parses_with_the_amlops_cli() -> None:
     line = re.sub(r"\$\((\w+)\)", lambda match: values[match.group(1)], AMLOPS_COMMAND)
     words = shlex.split(line)
     assert words[:3] == ["amlops", "datastore", "upload"]
-    upload = cli.main.commands["datastore"].commands["upload"]
+    upload = cli.main.get_command(None, "datastore").commands["upload"]
     context = upload.make_context("upload", words[3:])
     assert context.params["backend"] == "azure"
     assert context.params["datastore_name"] == "training_data"

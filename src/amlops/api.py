@@ -112,8 +112,9 @@ def _lineage(run: Run) -> dict[str, str]:
 def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deployment_name: str,
            scoring_folder: str | Path, entry_script: str = "score.py", cpu_cores: float = 1.0,
            memory_gb: float = 1.5, auth_enabled: bool = True, dns_name_label: str | None = None,
-           force: bool = False, location: str | None = None) -> Deployment:
-    """Serve a registered model version: the local inference server, or Azure Container Instances."""
+           force: bool = False, location: str | None = None, workers: int | None = None) -> Deployment:
+    """Serve a registered model version: the local inference server (`workers` processes, default one per
+    core), or Azure Container Instances."""
     names.check(names.MODEL, model_name, "model_name")
     if model_version is not None:
         names.model_version(model_version, "model_version")
@@ -122,7 +123,7 @@ def deploy(ws: Workspace, *, model_name: str, model_version: int | None, deploym
     if ws.kind == "local":
         from amlops.deploy.local.target import deploy_local
 
-        return deploy_local(ws, model, deployment_name, Path(scoring_folder), entry_script)
+        return deploy_local(ws, model, deployment_name, Path(scoring_folder), entry_script, workers=workers)
     from amlops.deploy.aci.target import deploy_aci
 
     return deploy_aci(ws, model, deployment_name, Path(scoring_folder), entry_script, cpu_cores=cpu_cores,

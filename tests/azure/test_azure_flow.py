@@ -95,7 +95,7 @@ def test_a_failed_job_ends_failed_with_the_step_error_and_log_and_cannot_be_regi
 
 
 def test_submit_without_waiting_returns_the_job_name_and_the_run_is_gated_later(azure_ws, fake, training_project,
-                                                                             training_data):
+                                                                                training_data):
     """wait=False (AmlRunPipeline `wait: false`): one PUT, no polling; whoever waits (an agentless job) hands the
     job name back, and the finished run is read and gated then."""
     fake.job_outputs = outputs(auc=0.71)

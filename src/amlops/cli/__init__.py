@@ -1,6 +1,7 @@
 """The `amlops` command line: thin click commands that parse, call the Python API and print."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -11,9 +12,30 @@ from amlops import __version__
 from amlops.errors import AmlopsError
 
 
+# Each command's module, imported only when the command runs (or for --help): `amlops submit` need not
+# import the deploy and endpoint code. tests/test_cli_errors.py checks this map against every COMMANDS list.
+COMMAND_MODULES = {
+    "run": "flow_commands",
+    "publish": "workspace_commands", "submit": "workspace_commands", "runs": "workspace_commands",
+    "models": "workspace_commands", "datastore": "workspace_commands", "gc": "workspace_commands",
+    "deploy": "deploy_commands", "deployments": "deploy_commands", "smoke-test": "deploy_commands",
+    "endpoints": "endpoint_commands", "policy": "policy_commands", "package": "package_commands",
+}
+
+
 class _Main(click.Group):
     """Turns AmlopsError into one line on stderr and exit code 1, and anything unexpected into one line
-    naming it; --debug shows the traceback. Secrets are masked in both."""
+    naming it; --debug shows the traceback. Secrets are masked in both. Loads commands lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMAND_MODULES:
+            module = importlib.import_module(f"amlops.cli.{COMMAND_MODULES[name]}")
+            for command in module.COMMANDS:
+                self.add_command(command)
+        return self.commands.get(name)
 
     def invoke(self, ctx: click.Context):
         from amlops.cli.echo import untrusted
@@ -49,17 +71,3 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug or os.environ.get("SYSTEM_DEBUG", "").lower() == "true"
-
-
-def _register_commands() -> None:
-    from amlops.cli import (
-        deploy_commands, endpoint_commands, flow_commands, package_commands, policy_commands, workspace_commands,
-    )
-
-    for module in (flow_commands, workspace_commands, deploy_commands, endpoint_commands, policy_commands,
-                   package_commands):
-        for command in module.COMMANDS:
-            main.add_command(command)
-
-
-_register_commands()

@@ -26,17 +26,19 @@ from amlops.smoke import parse_expected
 @click.option("--target", type=click.Choice(["service", "online-endpoint"]), default="service", show_default=True,
               help="service: one scoring service (local server, or ACI on azure); online-endpoint: a new "
               "deployment of an online endpoint, smoke-tested, then given the traffic (blue/green).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Local server: gunicorn worker processes (default: one per core).")
 @endpoint_options
 @workspace_options
 def deploy(ws, model: tuple[str, int | None], deployment_name: str, scoring_folder: Path, entry_script: str,
-           target: str, **endpoint) -> None:
+           target: str, workers: int | None, **endpoint) -> None:
     """Serve MODEL (NAME or NAME:VERSION, default the latest) with the Azure ML inference server."""
     name, version = model
     if target == "online-endpoint":
         deploy_to_endpoint(ws, name, version, deployment_name, scoring_folder, entry_script, **endpoint)
         return
     deployment = api.deploy(ws, model_name=name, model_version=version, deployment_name=deployment_name,
-                            scoring_folder=scoring_folder, entry_script=entry_script)
+                            scoring_folder=scoring_folder, entry_script=entry_script, workers=workers)
     click.echo(f"deployed {deployment.model_name}:{deployment.model_version} as {deployment.name}: "
                f"{deployment.scoring_uri}")
 

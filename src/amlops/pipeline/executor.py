@@ -25,6 +25,7 @@ from amlops.errors import AmlopsError
 from amlops.pipeline.model import COMMAND_REFERENCE, OPTIONAL_GROUP, Pipeline, Step
 from amlops.processes import STOP_GRACE_S, log_tail, stop_process_group
 from amlops.workspace.local.db import dumps, loads
+from amlops.workspace.local.hash_cache import HashCache
 from amlops.workspace.local.snapshot import content_hash
 
 METRICS_FILE = "metrics.json"
@@ -56,6 +57,7 @@ class Executor:
         self.step_outputs: dict[str, dict[str, str]] = {}
         self.step_status: dict[str, str] = {}
         self.warned: set[str] = set()
+        self.hashes = HashCache(workspace.db)
 
     def execute(self) -> str:
         """Run every step; return the run's final status."""
@@ -161,12 +163,14 @@ class Executor:
     def _cache_key(self, step: Step, inputs: dict[str, Any]) -> str:
         component = step.component
         parts = [component.name, component.version, component.command, sorted(component.outputs)]
-        parts.append(content_hash([component.code], relative_to=component.code) if component.code else "")
+        parts.append(self.hashes.content_hash([component.code], relative_to=component.code) if component.code
+                     else "")
         parts.append(_environment_key(component))
         for name in sorted(inputs):
             value = inputs[name]
             if component.inputs[name].is_asset and value is not None and Path(str(value)).exists():
-                parts.append([name, content_hash([Path(str(value))], relative_to=Path(str(value)).parent)])
+                path = Path(str(value))
+                parts.append([name, self.hashes.content_hash([path], relative_to=path.parent)])
             else:
                 parts.append([name, value])
         return hashlib.sha256(dumps(parts).encode()).hexdigest()

@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
+from typing import Callable
 
 from amlops.errors import AmlopsError
 
@@ -64,16 +65,18 @@ def _link_object(source: Path, target: Path, objects: Path, digest: str | None) 
 
 
 def content_hash(paths: list[Path] | tuple[Path, ...], relative_to: Path | None = None,
-                 walked: list[tuple[Path, Path]] | None = None, hashes: dict[Path, str] | None = None) -> str:
+                 walked: list[tuple[Path, Path]] | None = None, hashes: dict[Path, str] | None = None,
+                 file_hasher: Callable[[Path], str] | None = None) -> str:
     """SHA-256 over the names and bytes of every file under the given files and folders; `hashes` collects
-    each file's own SHA-256."""
+    each file's own SHA-256; `file_hasher` gives one (default: read the file; the executor's hash cache)."""
+    file_hasher = file_hasher or file_hash
     digest = hashlib.sha256()
     hashes = {} if hashes is None else hashes
     for logical, real in sorted(walked if walked is not None else walk(paths)):
         name = logical.relative_to(relative_to) if relative_to else logical
         digest.update(str(name).encode())
         digest.update(b"\0")
-        hashes[real] = hashes.get(real) or file_hash(real)
+        hashes[real] = hashes.get(real) or file_hasher(real)
         digest.update(hashes[real].encode())
     return digest.hexdigest()
 

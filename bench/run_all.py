@@ -1,0 +1,262 @@
+"""Every figure of issue 19 in one run, each next to the baseline it is compared with, measured in the same run.
+
+    python bench/run_all.py [--rounds N] [--full-train] [--only ROW ...]
+
+Rows: package (amlops package, wheel build included, vs tfx extension create on the same staged root),
+flow (amlops run first / reused, with and without --teardown, vs the two steps run directly), executor
+(submit --no-reuse vs the two steps run directly), reuse (unchanged re-submit vs a first run, and with a 3x
+bigger input), serving (1 vs 8 clients, 1 worker vs one per core; server.log bytes per request), train (full
+size data, with --full-train: about a minute), growth (workspace bytes per published version and per
+--no-reuse run). Medians of --rounds; pairs alternate so a load change hits both sides. A row whose tool is
+missing is skipped with its reason.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import bench_executor  # noqa: E402
+import bench_package  # noqa: E402
+
+TRAINING = REPO / "training"
+SCORING = TRAINING / "scoring"
+SAMPLE = TRAINING / "data" / "porto_seguro_sample.csv"
+PIPELINE = "safe-driver-training"
+
+
+def row(figure: str, value: str, baseline: str, ratio: str, goal: str) -> None:
+    print(f"| {figure} | {value} | {baseline} | {ratio} | {goal} |", flush=True)
+
+
+def amlops(*args: str | Path) -> list[str]:
+    script = Path(sys.executable).with_name("amlops")
+    return ([str(script)] if script.exists() else [sys.executable, "-m", "amlops"]) + [str(a) for a in args]
+
+
+def timed(command: list[str], cwd: Path = REPO) -> float:
+    return bench_executor.timed(command, cwd)
+
+
+def pairs(first: Callable[[int], float], second: Callable[[int], float], rounds: int) -> tuple[float, float]:
+    """Medians of alternating runs of two measurements."""
+    a, b = [], []
+    for index in range(rounds):
+        a.append(first(index))
+        b.append(second(index))
+    return statistics.median(a), statistics.median(b)
+
+
+def du(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def package(work: Path, rounds: int) -> None:
+    if not bench_package.TFX.exists():
+        row("amlops package vs tfx", "skipped", "", "", "tfx-cli missing: npm ci --prefix tests/packaging")
+        return
+    stage = work / "stage"
+    subprocess.run(amlops("package", "--out", work / "pkg-stage", "--stage-dir", stage), cwd=REPO, check=True,
+                   capture_output=True)
+    ours, theirs = pairs(lambda i: timed(amlops("package", "--out", work / f"pkg{i}")),
+                         lambda i: timed([str(bench_package.TFX), "extension", "create", "--root", str(stage),
+                                          "--output-path", f"{work / f'tfx{i}'}/", "--no-prompt"]), rounds)
+    row("`amlops package` (wheel included) vs `tfx extension create`", f"{ours:.2f} s", f"{theirs:.2f} s",
+        f"{ours / theirs:.2f}x", "< 0.5x")
+
+
+def direct_steps(work: Path, index: int) -> float:
+    return bench_executor.direct(work / f"direct{index}")
+
+
+def flow(work: Path, rounds: int) -> None:
+    direct = statistics.median(direct_steps(work, 100 + i) for i in range(rounds))
+    ws = work / "flow-ws"
+    run = amlops("run", TRAINING / "pipeline.yml", "--workspace", ws, "--quiet")
+    try:
+        first = timed(run)
+        reused = statistics.median(timed(run) for _ in range(rounds))
+        reused_teardown = timed([*run, "--teardown"])  # the server was running: deploy no-op, then stopped
+        after_teardown = statistics.median(timed([*run, "--teardown"]) for _ in range(rounds))
+    finally:
+        subprocess.run(amlops("deployments", "delete", "safe-driver", "--workspace", ws), capture_output=True)
+    row("`amlops run`, first (warm machine)", f"{first:.2f} s", f"steps direct {direct:.2f} s",
+        f"{first / direct:.2f}x", "< 10 s")
+    row("`amlops run`, reused (server running: deploy no-op)", f"{reused:.2f} s", f"first {first:.2f} s",
+        f"{reused / first:.2f}x", "< 2 s")
+    row("`amlops run --teardown`, reused, server running before", f"{reused_teardown:.2f} s", f"first {first:.2f} s",
+        f"{reused_teardown / first:.2f}x", "< 2 s")
+    row("`amlops run --teardown`, reused steps after a teardown", f"{after_teardown:.2f} s", f"first {first:.2f} s",
+        f"{after_teardown / first:.2f}x", "(server start)")
+
+
+def publish(ws: Path) -> None:
+    subprocess.run(amlops("publish", TRAINING / "pipeline.yml", "--workspace", ws), check=True, capture_output=True)
+
+
+def executor(work: Path, rounds: int) -> None:
+    ws = work / "exec-ws"
+    publish(ws)
+    submit = amlops("submit", PIPELINE, "--no-reuse", "--workspace", ws)
+    direct, ours = pairs(lambda i: direct_steps(work, i), lambda i: timed(submit), rounds)
+    row("`amlops submit --no-reuse` vs the two steps run directly", f"{ours:.2f} s", f"{direct:.2f} s",
+        f"{ours / direct:.2f}x", "< 1.1x")
+
+
+def reuse(work: Path, rounds: int) -> None:
+    submits, firsts = {}, {}
+    for copies in (1, 3):
+        data = work / f"data-{copies}.csv"
+        lines = SAMPLE.read_text().splitlines(keepends=True)
+        data.write_text("".join(lines[:1] + lines[1:] * copies))
+        ws = work / f"reuse-ws-{copies}"
+        publish(ws)
+        submits[copies] = amlops("submit", PIPELINE, "--set", f"inputs.training_data={data}", "--workspace", ws)
+        firsts[copies] = timed(submits[copies])
+    time.sleep(1.1)  # past the hash cache's racy window (hash_cache.RACY_S): the steady state
+    for copies in (1, 3):
+        timed(submits[copies])
+    again = dict(zip((1, 3), pairs(lambda i: timed(submits[1]), lambda i: timed(submits[3]), 2 * rounds)))
+    for copies, label in ((1, "sample"), (3, "3x input")):
+        size = (work / f"data-{copies}.csv").stat().st_size // 1024
+        row(f"unchanged re-submit, {label} ({size} KiB)", f"{again[copies]:.2f} s",
+            f"first run {firsts[copies]:.2f} s", f"{again[copies] / firsts[copies]:.3f}x", "< 0.03x")
+    row("re-submit time, 3x input vs sample", f"{again[3]:.2f} s", f"{again[1]:.2f} s", f"{again[3] / again[1]:.2f}x",
+        "~1.0x (independent of input size)")
+
+
+def serving(work: Path, rounds: int) -> None:
+    from amlops import api
+    from amlops.deploy.local.target import default_workers, delete_local
+    from amlops.workspace.local.workspace import LocalWorkspace
+
+    ws = LocalWorkspace(work / "serve-ws")
+    api.publish(ws, TRAINING / "pipeline.yml")
+    run = api.submit(ws, PIPELINE)
+    api.register_if_better(ws, run, model_name="driver")
+    payload = (SCORING / "sample-request.json").read_bytes()
+    requests = 200 * rounds
+    many = default_workers()
+    deployments = {workers: api.deploy(ws, model_name="driver", model_version=None, deployment_name=f"w{workers}",
+                                       scoring_folder=SCORING, workers=workers) for workers in sorted({1, many})}
+    samples: dict = {}
+    try:
+        for _ in range(rounds):  # alternate the servers, so a change of load hits both
+            for workers, deployment in deployments.items():
+                for clients in (1, 8):
+                    log_before, cpu_before = deployment.log_path.stat().st_size, server_cpu_s(deployment.pid)
+                    rate, p50 = load(deployment.scoring_uri, payload, clients, requests // rounds)
+                    cpu = (server_cpu_s(deployment.pid) - cpu_before) * 1000 / (requests // rounds)
+                    log = (deployment.log_path.stat().st_size - log_before) / (requests // rounds)
+                    samples.setdefault((workers, clients), []).append((rate, p50, cpu, log))
+    finally:
+        for workers in deployments:
+            delete_local(ws, f"w{workers}")
+    figures = {key: [statistics.median(column) for column in zip(*values)] for key, values in samples.items()}
+    base_rate, base_p50 = figures[1, 1][:2]
+    for (workers, clients), (rate, p50, cpu, _) in sorted(figures.items()):
+        row(f"serving, {workers} worker(s), {clients} client(s)",
+            f"{rate:.0f} req/s, p50 {p50:.1f} ms, server CPU {cpu:.1f} ms/request",
+            f"1 worker 1 client {base_rate:.0f} req/s, p50 {base_p50:.1f} ms", f"{rate / base_rate:.2f}x throughput",
+            "scales with workers")
+    row("server.log bytes per request", f"{figures[many, 8][3]:.0f} B", "", "", "bounded: rotated at 5 MiB, 1 backup")
+
+
+def server_cpu_s(pid: int) -> float:
+    import psutil
+
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+def load(uri: str, payload: bytes, clients: int, requests: int) -> tuple[float, float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_client = requests // clients
+
+    def client() -> None:
+        for _ in range(per_client):
+            request = urllib.request.Request(uri, data=payload, headers={"Content-Type": "application/json"})
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+            with lock:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies) / (time.perf_counter() - started), statistics.median(latencies)
+
+
+def train(work: Path, rounds: int) -> None:
+    data = work / "full.csv"
+    subprocess.run([sys.executable, TRAINING / "src" / "generate_data.py", "--out", data], check=True,
+                   capture_output=True)
+    seconds = timed([sys.executable, "train.py", "--training-data", str(data), "--model-output",
+                     str(work / "full-model")], TRAINING / "src")
+    row("train, 595,212 rows, the component's defaults", f"{seconds:.1f} s", "", "", "< 40 s on 2 cores")
+
+
+def growth(work: Path, rounds: int) -> None:
+    ws = work / "growth-ws"
+    publish(ws)
+    before = du(ws)
+    for build in range(3):
+        subprocess.run(amlops("publish", TRAINING / "pipeline.yml", "--version", f"build-{build}", "--workspace", ws),
+                       check=True, capture_output=True)
+    per_version = (du(ws) - before) / 3
+    before = du(ws)
+    for _ in range(rounds):
+        subprocess.run(amlops("submit", PIPELINE, "--no-reuse", "--workspace", ws), check=True, capture_output=True)
+    per_run = (du(ws) - before) / rounds
+    row("workspace growth per published version (same content)", f"{per_version / 1024:.0f} KiB",
+        f"sample data {SAMPLE.stat().st_size / 1024:.0f} KiB", f"{per_version / SAMPLE.stat().st_size:.2f}x",
+        "unchanged files stored once")
+    row("workspace growth per `submit --no-reuse` run", f"{per_run / 1024:.0f} KiB", "", "", "`amlops gc` frees it")
+
+
+ROWS = {"package": package, "flow": flow, "executor": executor, "reuse": reuse, "serving": serving,
+        "train": train, "growth": growth}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--full-train", action="store_true", help="also train on full-size data (~1 min)")
+    parser.add_argument("--only", nargs="*", choices=sorted(ROWS), help="only these rows")
+    options = parser.parse_args()
+    chosen = options.only or [name for name in ROWS if name != "train" or options.full_train]
+    # A warm machine: an installed wheel has bytecode; an editable install under PYTHONDONTWRITEBYTECODE=1
+    # (as on this machine) would compile amlops from source in every command.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "amlops")], capture_output=True)
+    print(f"cores: {os.cpu_count()}, load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print("| figure | value | baseline (same run) | ratio | goal |\n|---|---|---|---|---|")
+    if "train" not in chosen:
+        row("train, 595,212 rows", "skipped", "", "", "pass --full-train (about a minute)")
+    for name in chosen:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
+            try:
+                ROWS[name](Path(folder), options.rounds)
+            except (subprocess.CalledProcessError, OSError) as error:
+                row(name, "failed", "", "", f"{type(error).__name__}: {error}")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
