@@ -88,12 +88,13 @@ def _succeeded(run) -> None:
 
 def test_second_start_reuses_the_environment(agent: Agent, staged) -> None:
     first = agent.run(staged["AmlSmokeTest"], {})
+    ready = sorted((agent.tools / "amlops").glob("env-*/amlops-ready.json"))  # other tests' environments too
     second = agent.run(staged["AmlSmokeTest"], {})
     for run in (first, second):  # the task itself fails fast (no scoringUri), after starting
         assert run.exit_code == 0 and run.first_line_seconds is not None, run.text()
     assert "preparing the Python environment" not in second.stdout
-    markers = list((agent.tools / "amlops").glob("env-*/amlops-ready.json"))
-    assert len(markers) == 1 and json.loads(markers[0].read_text())["fingerprint"]
+    assert sorted((agent.tools / "amlops").glob("env-*/amlops-ready.json")) == ready, "the second start made another"
+    assert ready and all(json.loads(marker.read_text())["fingerprint"] for marker in ready)
 
 
 def test_concurrent_jobs_install_once(fresh_agent: Agent, fake_task: Path) -> None:
