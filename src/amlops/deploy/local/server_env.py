@@ -91,7 +91,7 @@ def _compile(folder: Path, python: Path, on_info: Callable[[str], None], what: s
     """Bytecode for every module of the environment, written once: with PYTHONDONTWRITEBYTECODE set (as in
     many CI images) the server would otherwise compile its ~4,000 modules from source at every start (about
     half of its start time). A module that does not compile is left to the import that needs it."""
-    on_info(f"compiling {what}'s bytecode (once) in {folder}")
+    on_info(f"compiling bytecode (once) for {what} in {folder}")
     subprocess.run([str(python), "-m", "compileall", "-q", "-j", "0", str(folder)], capture_output=True)
     (folder / BYTECODE_MARKER).write_text("compileall\n")
 
