@@ -239,7 +239,7 @@ def test_an_inline_pipeline_publishes_its_jobs_as_components(azure_ws, fake, tmp
     assert not fake.problems and not fake.unhandled
 
 
-def test_a_model_registers_as_mlflow_model(azure_ws, fake, training_project):
+def test_a_model_registers_as_mlflow_model(azure_ws, fake, training_project, training_data):
     fake.job_outputs = outputs(auc=0.71)
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="9")
     run = run_pipeline(azure_ws, published.name, published.version)
