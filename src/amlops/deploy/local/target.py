@@ -39,7 +39,6 @@ SERVER_APP = "azureml_inference_server_http.server.entry:app"
 FIRST_POLL_S, LAST_POLL_S = 0.05, 0.5
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 1
-DELETE_GRACE_S = 1.0  # a deleted server has no state to save; its Python exit alone takes seconds under load
 SERVED_FILE = "served.json"  # what a server was started with: the key of a no-op redeploy
 
 
@@ -308,6 +307,6 @@ def delete_local(ws: LocalWorkspace, name: str) -> Deployment:
     deployment = ws.get_deployment(name)
     with _name_lock(ws, name, lambda text: None, LIVENESS_TIMEOUT_S):
         deployment = ws.get_deployment(name)
-        _stop(deployment, DELETE_GRACE_S)
+        _stop(deployment)  # the full grace: gunicorn drains requests in flight (a router may still send some)
         ws.remove_deployment(name)
     return deployment
