@@ -34,6 +34,8 @@ TASK_NAMES = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlSmokeT
 RUNTIME_EXTRAS = ("local", "azure")
 _SOURCE_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "MANIFEST.in")
 SOURCE_IGNORED = ("__pycache__", "*.pyc", "*.egg-info")
+# The backend's wheel is rewritten by archive.normalize_wheel, which compresses it: deflating it here too is waste.
+_STORED = {"--build-option": ["--compression=stored"]}
 MIN_SETUPTOOLS = 77  # pyproject.toml's build-system requirement (an SPDX `license` string)
 
 
@@ -101,7 +103,7 @@ def _build_in_process(tree: Path, built: Path) -> None:
     os.chdir(tree)  # the backend builds the project in the current directory
     try:
         with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output), _entry_points_read_once():
-            build_meta.build_wheel(str(built))
+            build_meta.build_wheel(str(built), config_settings=_STORED)
     except Exception as error:  # noqa: BLE001 - setuptools raises many kinds; one line for the user
         raise AmlopsError(f"building the amlops wheel failed: {_last_line(output.getvalue()) or error}; run "
                           "`pip wheel --no-deps .` to see the whole error") from None
