@@ -3,6 +3,7 @@ same checks hold on Linux, macOS and Windows)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -83,10 +84,30 @@ def stop_tree(processes: list[psutil.Process], grace_s: float = STOP_GRACE_S) ->
     """SIGTERM every process (Windows: TerminateProcess), then SIGKILL what is left after the grace period.
 
     psutil.Process remembers each process's start time, so a pid reused meanwhile is never signalled."""
-    alive = _signal(processes, "terminate")
-    _, alive = psutil.wait_procs(alive, timeout=grace_s)
-    alive = _signal(alive, "kill")
-    psutil.wait_procs(alive, timeout=5)
+    alive = _wait_ended(_signal(processes, "terminate"), grace_s)
+    _wait_ended(_signal(alive, "kill"), 5)
+
+
+def _wait_ended(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """The processes still running after timeout_s. A zombie has ended: a server started by an earlier command
+    was adopted by init, which may reap it only seconds later (psutil.wait_procs waits for that reaping)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for process in processes:
+            _reap(process.pid)
+        processes = [p for p in processes if _running(p)]
+        if not processes or time.monotonic() >= deadline:
+            return processes
+        time.sleep(0.02)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def _signal(processes: list[psutil.Process], how: str) -> list[psutil.Process]:
@@ -132,6 +153,20 @@ def wait_gone(pid: int, timeout_s: float) -> bool:
         _reap(pid)
         time.sleep(0.05)
     return True
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit)\b(?::.*)?$")
+
+
+def first_error(path: Path, ignore: tuple[str, ...] = ()) -> str | None:
+    """The first exception line of a log ("RuntimeError: no model here"), skipping those starting with
+    `ignore`: with several workers failing, the cause may be further up than the log's tail shows."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((line.strip() for line in text if _EXCEPTION_LINE.match(line.strip())
+                 and not line.strip().startswith(ignore)), None)
 
 
 def log_tail(path: Path, lines: int = 25) -> str:

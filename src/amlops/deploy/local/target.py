@@ -22,7 +22,8 @@ from amlops import bounded_http
 from amlops.deploy.local.server_env import server_python
 from amlops.errors import AmlopsError
 from amlops.locks import FileLock
-from amlops.processes import STOP_GRACE_S, listening_pids, log_tail, owns_port, process_alive, stop_process_group
+from amlops.processes import (STOP_GRACE_S, first_error, listening_pids, log_tail, owns_port, process_alive,
+                              stop_process_group)
 
 __all__ = ["deploy_local", "delete_local", "refresh", "current_status", "process_alive"]
 from amlops.workspace.entities import Deployment, ModelVersion
@@ -249,8 +250,10 @@ def _wait_alive(process: subprocess.Popen, port: int, log_path: Path, timeout_s:
     pause = FIRST_POLL_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            cause = first_error(log_path, ignore=("gunicorn.",))
             raise AmlopsError(f"the inference server exited with code {process.returncode} before it "
-                              f"answered; the end of its log ({log_path}):\n{log_tail(log_path, LOG_TAIL_LINES)}")
+                              f"answered{': ' + cause if cause else ''}; the end of its log ({log_path}):\n"
+                              f"{log_tail(log_path, LOG_TAIL_LINES)}")
         if owns_port(process.pid, port) and (not probe or liveness(port)):
             return
         time.sleep(pause)
