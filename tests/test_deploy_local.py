@@ -179,14 +179,26 @@ def _workers(pid: int) -> int:
     return len(psutil.Process(pid).children())
 
 
-def test_workers_a_no_op_redeploy_and_a_code_change_on_the_same_port(trained: LocalWorkspace, tmp_path: Path):
+def _omp_threads(pid: int) -> str:
+    import psutil
+
+    return psutil.Process(pid).environ().get("OMP_NUM_THREADS", "unset")
+
+
+def test_workers_a_no_op_redeploy_and_a_code_change_on_the_same_port(trained: LocalWorkspace,
+                                                                     tmp_path: Path, monkeypatch):
     import shutil
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = local.default_workers()
     said: list[str] = []
     first = local.deploy_local(trained, trained.get_model("driver", 1), "keep", SCORING, workers=2,
                                on_info=said.append)
     try:
         assert _workers(first.pid) == 2
+        # OpenMP's threads split the cores between the workers (idle OpenMP threads spin: more would halve
+        # the throughput of two workers)
+        assert _omp_threads(first.pid) == str(max(1, cores // 2))
         again = local.deploy_local(trained, trained.get_model("driver", 1), "keep", SCORING, workers=2,
                                    on_info=said.append)
         assert again.pid == first.pid and "the running server is kept" in said[-1]
@@ -198,6 +210,7 @@ def test_workers_a_no_op_redeploy_and_a_code_change_on_the_same_port(trained: Lo
                                    on_info=said.append)
         assert third.pid != first.pid and third.scoring_uri == first.scoring_uri
         assert not local.process_alive(first.pid) and _workers(third.pid) == 1
+        assert _omp_threads(third.pid) == str(cores)
         assert len(score(third.scoring_uri)) == len(REQUEST["data"])
         (third.log_path.parent / local.SERVED_FILE).unlink()  # as a server started by an older amlops
         fourth = local.deploy_local(trained, trained.get_model("driver", 1), "keep", changed, workers=1,

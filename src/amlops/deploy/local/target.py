@@ -213,6 +213,9 @@ def _start(python: Path, app_root: Path, model_dir: Path, entry_script: str, por
     env = {**os.environ, "AZUREML_MODEL_DIR": str(model_dir), "AML_APP_ROOT": str(app_root),
            "AZUREML_ENTRY_SCRIPT": entry_script, "SERVER_PORT": str(ports[0]), "PYTHONUNBUFFERED": "1"}
     env.pop("PYTHONPATH", None)
+    # OpenMP (LightGBM, numpy's BLAS) starts a thread per core in every worker, and its idle threads spin: with
+    # a worker per core they take each other's cores (2 workers served half the requests of 1).
+    env.setdefault("OMP_NUM_THREADS", str(max(1, default_workers() // workers)))
     _bound_logs(app_root, log_path)
     config = log_path.parent / "gunicorn.conf.py"
     # gunicorn >= 25 opens a control socket at one fixed path in $HOME, which two servers would share.
