@@ -30,6 +30,18 @@ def test_defaults_come_from_task_json_and_macros_are_expanded(tmp_path: Path) ->
     assert values["publishEndpoint"] is False
 
 
+@pytest.mark.parametrize("variable", ["ENDPOINT_AUTH_PARAMETER_C0NN_SERVICEPRINCIPALKEY", "SECRET_PASSWORD",
+                                      "SYSTEM_ACCESSTOKEN", "AGENT_PROXYPASSWORD", "MY_VARIABLE"])
+def test_a_reference_left_in_a_value_never_expands_to_a_secret(tmp_path: Path, variable: str) -> None:
+    """A `$(X)` the agent left came from the author's text or a variable's value (a variable group entry set to
+    `$(ENDPOINT_AUTH_PARAMETER_<id>_SERVICEPRINCIPALKEY)`): expanding it would put the secret in a job input."""
+    env = agent_env(tmp_path, target="local", pipelineName="p", parameters=f"data_file=$({variable})")
+    env[variable] = "s3cr3t-value"
+    values = read_inputs(spec("AmlRunPipeline"), env)
+    assert values["parameters"] == f"data_file=$({variable})"
+    assert "s3cr3t-value" not in repr(dict(values)) + " ".join(values.warnings)
+
+
 def test_missing_required_input_names_it(tmp_path: Path) -> None:
     with pytest.raises(AmlopsError, match=r"input 'scoringUri' \(Scoring URI\) is required"):
         read_inputs(spec("AmlSmokeTest"), agent_env(tmp_path, target="local"))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from amlops.devops.secrets import input_variable
+from amlops.devops.secrets import input_variable, is_secret_variable
 from amlops.errors import AmlopsError
 
 TASK_DIR_VARIABLE = "AMLOPS_TASK_DIR"
@@ -140,10 +140,18 @@ def _raw_value(item: InputSpec, upper_env: Mapping[str, str]) -> str:
     return expand_macros(value.strip(), upper_env)
 
 
+# The agent's own variables a value may still refer to. Nothing else is expanded a second time: a `$(X)` the
+# agent left came from the author's text or from a variable's value, and expanding it from this environment
+# would turn `$(ENDPOINT_AUTH_PARAMETER_<id>_SERVICEPRINCIPALKEY)` in a variable group into the secret itself.
+_AGENT_NAMESPACES = ("AGENT_", "BUILD_", "SYSTEM_", "PIPELINE_", "RELEASE_", "ENVIRONMENT_")
+
+
 def expand_macros(value: str, upper_env: Mapping[str, str]) -> str:
-    """Expand `$(Agent.TempDirectory)`-style references the agent left (those it knew it expanded)."""
+    """Expand `$(Agent.TempDirectory)`-style references to the agent's own variables, never to a secret."""
     def replace(match: re.Match) -> str:
         name = match.group(1).replace(".", "_").replace(" ", "_").upper()
+        if not name.startswith(_AGENT_NAMESPACES) or is_secret_variable(name):
+            return match.group(0)
         return upper_env.get(name, match.group(0))
     return _MACRO.sub(replace, value)
 

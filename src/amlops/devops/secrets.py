@@ -20,7 +20,14 @@ NON_SECRET_AUTH_PARAMETERS = frozenset({
     "WORKLOADIDENTITYFEDERATIONISSUERTYPE", "ISSUER", "AUDIENCE", "USERNAME",
 })
 _SECRET_PREFIXES = ("ENDPOINT_AUTH_", "SECRET_")
-_SECRET_NAMES = frozenset({"SYSTEM_ACCESSTOKEN"})
+# The agent's proxy password arrives as SECRET_AGENT_PROXYPASSWORD; the launcher may also map it here.
+_SECRET_NAMES = frozenset({"SYSTEM_ACCESSTOKEN", "AGENT_PROXYPASSWORD"})
+
+
+def is_secret_variable(name: str) -> bool:
+    """True for an environment variable that may hold a secret (whatever its value)."""
+    upper = name.upper()
+    return upper.startswith(_SECRET_PREFIXES) or upper in _SECRET_NAMES
 
 
 def input_variable(name: str) -> str:
