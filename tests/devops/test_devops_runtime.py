@@ -125,6 +125,17 @@ def test_a_variable_holding_a_secret_in_base64_or_form_encoding_is_scrubbed() ->
     assert env == {"HOME": "/home/me"}
 
 
+def test_the_agent_proxy_password_is_collected_and_scrubbed_when_a_proxy_was_set_already() -> None:
+    """An agent whose environment sets HTTPS_PROXY itself keeps the launcher from folding the password into
+    it, so AGENT_PROXYPASSWORD reaches the runtime as it is: no step or server may inherit it."""
+    from amlops.devops import secrets
+
+    env = {"HTTPS_PROXY": "http://proxy.corp:3128", "AGENT_PROXYPASSWORD": "pr0xy-passw0rd", "HOME": "/home/me"}
+    assert secrets.collect(env) == ["pr0xy-passw0rd"]
+    assert secrets.scrub(env, secrets.collect(env)) == ["AGENT_PROXYPASSWORD"]
+    assert env == {"HTTPS_PROXY": "http://proxy.corp:3128", "HOME": "/home/me"}
+
+
 def test_a_yaml_problem_links_to_its_file_and_line(tmp_path: Path, monkeypatch) -> None:
     from amlops.pipeline.loader import load_pipeline
 
