@@ -131,6 +131,28 @@ def test_register_gate_and_lineage(workspace, mini_project: Path):
     assert better.registered and better.model.version == 2 and better.baseline == 0.7
 
 
+def test_the_gate_reads_metrics_from_the_named_output(workspace, mini_project: Path):
+    """AmlRunPipeline's metricsOutput: a pipeline whose metrics output has another name still gates."""
+    edit(mini_project / "pipeline.yml", "  metrics:\n    type: uri_folder", "  eval_metrics:\n    type: uri_folder")
+    edit(mini_project / "pipeline.yml", "${{parent.outputs.metrics}}", "${{parent.outputs.eval_metrics}}")
+    run = publish_and_run(workspace, mini_project)
+    with pytest.raises(AmlopsError, match="no numeric metric 'auc'"):
+        api.register_if_better(workspace, run, model_name="mini")
+    decision = api.register_if_better(workspace, run, model_name="mini", metrics_output="eval_metrics")
+    assert decision.registered and decision.model.tags["auc"] == "0.7"
+    with pytest.raises(NotFoundError, match="has no output 'nope'"):
+        api.register_if_better(workspace, run, model_name="mini", metrics_output="nope")
+
+
+def test_a_metrics_file_that_is_not_an_object_is_a_clear_error(workspace, mini_project: Path):
+    edit(mini_project / "pipeline.yml", "  metrics:\n    type: uri_folder", "  eval_metrics:\n    type: uri_folder")
+    edit(mini_project / "pipeline.yml", "${{parent.outputs.metrics}}", "${{parent.outputs.eval_metrics}}")
+    run = publish_and_run(workspace, mini_project)
+    (Path(run.outputs["eval_metrics"]) / "metrics.json").write_text("[0.7]")
+    with pytest.raises(AmlopsError, match="is not a JSON object"):
+        api.register_if_better(workspace, run, model_name="mini", metrics_output="eval_metrics")
+
+
 def test_models_not_found_is_a_clear_error(workspace):
     with pytest.raises(NotFoundError, match="model nope is not registered"):
         workspace.get_model("nope")

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from amlops.workspace.azure.cloud import AzureCloud
 
 DEFAULT_MODEL_OUTPUT = "model"
+DEFAULT_METRICS_OUTPUT = "metrics"  # the output both workspaces read a run's metrics from as it ends
 
 
 def open_workspace(target: str = "local", *, local_path: str | Path | None = None,
@@ -82,24 +83,34 @@ def _progress_lines(on_progress: Callable[[str], None]) -> Callable[[str, str, s
 
 def register_if_better(ws: Workspace, run: Run, *, model_name: str, gate: Gate = Gate(),
                        model_output: str = DEFAULT_MODEL_OUTPUT, tags: dict[str, str] | None = None,
-                       model_type: str = "custom_model") -> GateDecision:
-    """The validation gate, then registration (as custom_model or mlflow_model) with the metrics and lineage
-    as tags."""
+                       model_type: str = "custom_model",
+                       metrics_output: str = DEFAULT_METRICS_OUTPUT) -> GateDecision:
+    """The validation gate on the metrics in `metrics_output`, then registration (as custom_model or
+    mlflow_model) with the metrics and lineage as tags."""
     names.check(names.MODEL, model_name, "model_name")
     names.check(names.OUTPUT, model_output, "model_output")
+    names.check(names.OUTPUT, metrics_output, "metrics_output")
     if run.status != "Completed":
         raise AmlopsError(f"run {run.id} ended {run.status}, so its model cannot be registered"
                           + (f": {run.error.splitlines()[0]}" if run.error else ""))
+    metrics = run_metrics(ws, run, metrics_output)
     latest = ws.latest_model(model_name)
-    verdict = judge(gate, run.metrics, latest)
+    verdict = judge(gate, metrics, latest)
     if not verdict.better:
         return GateDecision(False, None, gate.metric, verdict.candidate, verdict.baseline, verdict.message)
-    model_tags = {**{k: str(v) for k, v in run.metrics.items()}, **_lineage(run), **(tags or {})}
+    model_tags = {**{k: str(v) for k, v in metrics.items()}, **_lineage(run), **(tags or {})}
     properties = {"gate": verdict.message, "metric": gate.metric}
     model = ws.register_model(model_name, ws.run_output(run, model_output), model_tags, properties, run.id,
                               model_type=model_type)
     return GateDecision(True, model, gate.metric, verdict.candidate, verdict.baseline,
                         f"registered {model.ref}: {verdict.message}")
+
+
+def run_metrics(ws: Workspace, run: Run, metrics_output: str = DEFAULT_METRICS_OUTPUT) -> dict:
+    """A completed run's metrics: read as it ended from the `metrics` output, else from `metrics_output`."""
+    if metrics_output == DEFAULT_METRICS_OUTPUT:
+        return dict(run.metrics or {})
+    return ws.run_metrics(run, metrics_output)
 
 
 def _lineage(run: Run) -> dict[str, str]:

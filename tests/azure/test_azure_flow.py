@@ -44,6 +44,10 @@ def test_publish_submit_wait_metrics_gate_register_download(azure_ws, fake, trai
     assert [text for kind, step, text in events if step == "train"] == ["NotStarted", "Queued", "Running", "Completed"]
     assert [text for kind, step, text in events if step == "evaluate"][-1] == "Completed"
     assert run.metrics == {"auc": 0.71, "accuracy": 0.9}
+    # AmlRunPipeline's metricsOutput: any output, read from the step that wrote it
+    assert azure_ws.run_metrics(run, "metrics") == run.metrics
+    with pytest.raises(AmlopsError, match=f"job {run.id} has no output 'nope' \\(outputs: "):
+        azure_ws.run_metrics(run, "nope")
     job_body = fake.calls("PUT", "/jobs/")[0].body["properties"]
     assert training_data == DATA_URI  # the template's trainingdata container, read with the cluster's identity
     assert job_body["inputs"]["training_data"] == {"uri": DATA_URI, "jobInputType": "uri_file"}

@@ -137,13 +137,15 @@ def run_pipeline(ctx: TaskContext) -> str:
             _report_run(ctx, run, {})
             ctx.output("modelRegistered", False)
             return f"submitted pipeline run {run.id} ({run.status}); not waiting for it (input 'wait' is off)"
-    metrics = _run_metrics(run, ctx.text("metricsOutput"))
-    _report_run(ctx, run, metrics)
+    metrics_output = ctx.text("metricsOutput") or api.DEFAULT_METRICS_OUTPUT
     if run.status != "Completed":
+        _report_run(ctx, run, dict(run.metrics or {}))
         raise TaskFailed(f"pipeline run {run.id} ended {run.status}: {run.error or 'see the step logs above'}")
+    _report_run(ctx, run, api.run_metrics(workspace, run, metrics_output))
     ctx.log.setprogress(85, "evaluating and registering the model")
     decision = api.register_if_better(workspace, run, model_name=ctx.text("modelName"), gate=gate,
-                                      model_output=ctx.text("modelOutput") or "model", tags=ctx.lineage_tags())
+                                      model_output=ctx.text("modelOutput") or "model", tags=ctx.lineage_tags(),
+                                      metrics_output=metrics_output)
     return _report_decision(ctx, decision)
 
 
@@ -153,23 +155,6 @@ def _wait(ctx: TaskContext) -> bool:
     ctx.log.warning("wait: false applies to target azure only; the local workspace runs the pipeline on this agent, "
                     "so the task waits for it")
     return True
-
-
-def _run_metrics(run: Any, metrics_output: str) -> dict:
-    """The run's metrics; when the API found none, a local JSON file in the `metricsOutput` output."""
-    if run.metrics or not metrics_output:
-        return dict(run.metrics or {})
-    location = (run.outputs or {}).get(metrics_output)
-    path = Path(str(location)) if location else None
-    if path is not None and path.is_dir():
-        path = next(iter(sorted(path.glob("*.json"))), None)
-    if path is None or not path.is_file():
-        return {}
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def _report_run(ctx: TaskContext, run: Any, metrics: dict) -> None:

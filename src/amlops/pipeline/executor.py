@@ -327,6 +327,7 @@ def _read_metrics(folder: str | None) -> dict:
         return {}
     path = Path(folder) / METRICS_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return metrics if isinstance(metrics, dict) else {}  # the gate's run_metrics says what is wrong with it

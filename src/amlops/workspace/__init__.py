@@ -32,6 +32,9 @@ class Workspace(Protocol):
 
     def run_output(self, run: Run, output: str) -> Path: ...
 
+    def run_metrics(self, run: Run, output: str) -> dict:
+        """The JSON object of metrics a completed run wrote into `output` (a pipeline output)."""
+
     def register_model(self, name: str, source: Path, tags: dict[str, str], properties: dict[str, str],
                        run_id: str | None, model_type: str = "custom_model") -> ModelVersion: ...
 

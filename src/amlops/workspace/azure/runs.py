@@ -222,30 +222,45 @@ def show_step_failure(ws: "AzureWorkspace", step: str, child: str, emit: Events)
         emit("log", step, line)
 
 
-def _metrics_source(ws: "AzureWorkspace", name: str, producer: list[str] | None) -> tuple[str, str]:
+def _metrics_source(ws: "AzureWorkspace", name: str, producer: list[str] | None,
+                    output: str = METRICS_OUTPUT) -> tuple[str, str]:
     """(job, output) holding metrics.json: the child run of the step that writes the pipeline's `metrics` output,
     where the service stores it (the pipeline job's own output is an alias that azure-ai-ml 1.35 cannot download:
     run history types it `UriFolder`, Azure/azure-sdk-for-python#48941, and its fallback looks under the
     pipeline job's path). Without that step known: the pipeline job's output."""
     if producer:
-        step, output = producer
+        step, step_output = producer
         for child in ws.ml_client.jobs.list(parent_job_name=name):
             if child is not None and (child.display_name or child.name) == step:
-                return child.name, output
-    return name, METRICS_OUTPUT
+                return child.name, step_output
+    return name, output
 
 
-def read_metrics(ws: "AzureWorkspace", name: str, required: bool, producer: list[str] | None = None) -> dict:
-    """metrics.json of the job's `metrics` output, downloaded with jobs.download from the step that wrote it."""
+def output_metrics(ws: "AzureWorkspace", name: str, output: str) -> dict:
+    """metrics.json of the job's output `output` (the task's `metricsOutput`)."""
+    with translated(f"job {name}"):
+        job = ws.ml_client.jobs.get(name)
+    if output not in (job.outputs or {}):
+        raise AmlopsError(f"job {name} has no output '{output}' (outputs: {', '.join(job.outputs or {}) or 'none'}); "
+                          "check the output name in the pipeline's 'outputs'")
+    return read_metrics(ws, name, required=True, producer=_producers(ws, job).get(output), output=output)
+
+
+def read_metrics(ws: "AzureWorkspace", name: str, required: bool, producer: list[str] | None = None,
+                 output: str = METRICS_OUTPUT) -> dict:
+    """metrics.json of the job's `metrics` output (or `output`), downloaded with jobs.download from the step that
+    wrote it."""
+    pipeline_output = output
     with tempfile.TemporaryDirectory(prefix="amlops-metrics-") as folder:
-        with translated(f"the '{METRICS_OUTPUT}' output of job {name}"):
-            job, output = _metrics_source(ws, name, producer)
+        with translated(f"the '{pipeline_output}' output of job {name}"):
+            job, output = _metrics_source(ws, name, producer, pipeline_output)
             ws.ml_client.jobs.download(job, output_name=output, download_path=folder)
         found = sorted(Path(folder, "named-outputs", output).rglob(METRICS_FILE))
         if not found:
             if required:
-                raise AmlopsError(f"job {name} completed but its '{METRICS_OUTPUT}' output holds no {METRICS_FILE}; "
-                                  f"the evaluate step must write {METRICS_FILE} into ${{{{outputs.{METRICS_OUTPUT}}}}}")
+                raise AmlopsError(f"job {name} completed but its '{pipeline_output}' output holds no {METRICS_FILE}; "
+                                  f"the evaluate step must write {METRICS_FILE} into "
+                                  f"${{{{outputs.{pipeline_output}}}}}")
             return {}
         try:
             metrics = json.loads(found[0].read_text(encoding="utf-8"))

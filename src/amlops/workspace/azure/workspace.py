@@ -109,6 +109,11 @@ class AzureWorkspace:
 
         return runs.output_uri(run, output)
 
+    def run_metrics(self, run: Run, output: str) -> dict:
+        from amlops.workspace.azure import runs
+
+        return runs.output_metrics(self, run.id, output)
+
     # models
 
     def register_model(self, name: str, source: Any, tags: dict[str, str], properties: dict[str, str],

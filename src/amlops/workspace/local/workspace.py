@@ -14,6 +14,7 @@ read or deleted is built with `paths.inside`, which refuses anything outside the
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -218,6 +219,22 @@ class LocalWorkspace:
             raise NotFoundError(f"run {run.id} has no output '{output}' (outputs: {known}); "
                                 "check the output name in the pipeline's 'outputs'")
         return Path(run.outputs[output])
+
+    def run_metrics(self, run: Run, output: str) -> dict:
+        from amlops.pipeline.executor import METRICS_FILE
+
+        path = self.run_output(run, output) / METRICS_FILE
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+        except OSError:
+            raise NotFoundError(f"run {run.id}'s output '{output}' holds no {METRICS_FILE}; the evaluate step must "
+                                f"write {METRICS_FILE} into ${{{{outputs.{output}}}}}") from None
+        except ValueError as error:
+            raise AmlopsError(f"{path} is not valid JSON ({error}); write a JSON object of metric name to "
+                              "number") from None
+        if not isinstance(metrics, dict):
+            raise AmlopsError(f"{path} is not a JSON object; write {{\"auc\": 0.8, ...}}")
+        return metrics
 
     def _fail_orphaned_runs(self) -> None:
         """A run whose executing process is gone (killed, machine rebooted) must not stay Running: the owner
