@@ -38,34 +38,32 @@ def server_python(requirements_file: Path | None, on_info: Callable[[str], None]
     override = os.environ.get("AMLOPS_SERVER_PYTHON")
     if override:
         return Path(override)
-    return cached_python("inference-server", [SERVER_REQUIREMENT, *_requirements(requirements_file)], on_info,
+    requirements = requirements_file if requirements_file is not None and requirements_file.is_file() else None
+    return cached_python("inference-server", [SERVER_REQUIREMENT], on_info,
                          what="the inference server environment",
-                         fallback=f"set AMLOPS_SERVER_PYTHON to a Python that has {SERVER_REQUIREMENT}")
+                         fallback=f"set AMLOPS_SERVER_PYTHON to a Python that has {SERVER_REQUIREMENT}",
+                         requirements=requirements)
 
 
 def cached_python(kind: str, packages: list[str], on_info: Callable[[str], None], what: str,
-                  fallback: str) -> Path:
-    """The Python of a virtual environment with `packages`, created once per (kind, Python version, packages)
-    under the cache folder, with a lock and a completion marker; AmlopsError (naming `fallback`) if it
-    cannot be created."""
-    key = hashlib.sha256("\n".join(packages).encode()).hexdigest()[:12]
+                  fallback: str, requirements: Path | None = None) -> Path:
+    """The Python of a virtual environment with `packages` and a requirements file (installed with `-r`, so
+    comments, options and hashes mean what pip says they mean), created once per (kind, Python version,
+    packages, requirements) under the cache folder, with a lock and a completion marker; AmlopsError (naming
+    `fallback`) if it cannot be created."""
+    wanted = [*packages, *(["-r", requirements.read_text(encoding="utf-8")] if requirements else [])]
+    key = hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
     folder = cache_root() / kind / f"py{sys.version_info[0]}{sys.version_info[1]}-{key}"
     python = folder / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     if (folder / MARKER).is_file() and (folder / BYTECODE_MARKER).is_file():
         return python
     with _locked(folder.with_suffix(".lock")):
         if not (folder / MARKER).is_file():
-            _create(folder, python, packages, on_info, what, fallback)
+            _create(folder, python, [*packages, *(["-r", str(requirements)] if requirements else [])], on_info,
+                    what, fallback)
         if not (folder / BYTECODE_MARKER).is_file():
             _compile(folder, python, on_info, what)
     return python
-
-
-def _requirements(requirements_file: Path | None) -> list[str]:
-    if requirements_file is None or not requirements_file.is_file():
-        return []
-    lines = requirements_file.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _create(folder: Path, python: Path, packages: list[str], on_info: Callable[[str], None], what: str,
