@@ -187,3 +187,38 @@ def test_the_fake_answers_over_http_only_with_a_bearer_token(arm):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10)
     assert refused.value.code == 401
+
+
+# --- the pipeline picker: published pipelines only --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("task", "binding"), bindings("pipelineName"), ids=binding_ids(bindings("pipelineName")))
+def test_the_pipeline_picker_lists_published_pipelines_not_command_components(azure_ws, fake, training_project,
+                                                                              task, binding):
+    from azure.ai.ml.entities import CommandComponent
+
+    published = azure_ws.publish_pipeline(training_project / "pipeline.yml", version="1")
+    azure_ws.ml_client.components.create_or_update(CommandComponent(
+        name="plain_command", version="1", command="echo hello",
+        environment="azureml://registries/azureml/environments/sklearn-1.5/versions/1"))
+    containers = [c.name for c in azure_ws.ml_client.components.list()]
+    assert len(containers) > fake.page_size and "plain_command" in containers  # steps, the pipeline, plain_command
+    listed = pick(fake, binding)
+    assert listed.names == [published.name] and len(listed.urls) > 1
+    tagged = [call for call in fake.calls("PUT") if call.path.endswith(f"/components/{published.name}")]
+    assert [call.body["properties"]["tags"] for call in tagged] == [{"amlops_kind": "pipeline"}]
+
+
+def test_publishing_again_keeps_the_containers_tags_and_adds_the_kind_once(azure_ws, fake, training_project):
+    """A PUT replaces a container's tags: what is there stays; a pipeline already tagged is not written again."""
+    azure_ws.publish_pipeline(training_project / "pipeline.yml", version="1")
+    container = f"{fake.prefix}/components/safe_driver_training"
+    fake.resources[container.lower()]["properties"]["tags"] = {"owner": "ml-team"}
+    fake.resources[container.lower()]["properties"]["description"] = "the training pipeline"
+    azure_ws.publish_pipeline(training_project / "pipeline.yml", version="2")
+    properties = fake.resources[container.lower()]["properties"]
+    assert properties["tags"] == {"owner": "ml-team", "amlops_kind": "pipeline"}
+    assert properties["description"] == "the training pipeline" and properties["latestVersion"] == "2"
+    puts = len(fake.calls("PUT", "/components/safe_driver_training"))
+    azure_ws.publish_pipeline(training_project / "pipeline.yml", version="2")
+    assert len(fake.calls("PUT", "/components/safe_driver_training")) == puts
