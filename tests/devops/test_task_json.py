@@ -65,3 +65,15 @@ def test_arm_lists_call_back_with_the_continuation_token_of_next_link(name: str,
         assert render(binding["callbackRequiredTemplate"], {"response": answer}) == "true"
         context = json.loads(render(binding["callbackContextTemplate"], {"response": answer}))
         assert render(url, {"endpoint": ENDPOINT, **context}) == first.replace("$skip=&", f"$skip={token}&")
+
+
+def test_the_endpoint_proxy_model_refuses_what_it_does_not_model() -> None:
+    """A binding that leans on a helper or syntax the model does not know fails here rather than pass untested."""
+    from fakes.endpoint_proxy import TemplateError
+
+    for template in ("{{#if x}}a{{/if}}", "{{lookup x y}}", "{{#getTokenValue x}}", "{{/getTokenValue}}"):
+        with pytest.raises(TemplateError):
+            render(template, {})
+    with pytest.raises(TemplateError, match=r"\$\(resourceGroup\) has no value"):
+        expand("rg=$(resourceGroup)", {"workspaceName": "ws"})
+    assert render("{{a}}|{{{a}}}|{{missing}}", {"a": "<&>"}) == "&lt;&amp;&gt;|<&>|"
