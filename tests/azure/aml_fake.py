@@ -8,8 +8,12 @@ first (authentication, headers, retry policy, LRO pollers, paging).
 
 What it does like the service:
 * ARM resources under the workspace live in memory: PUT answers 201 (new) or 200, GET answers 404 with
-  ARM's error body when absent, lists are paged `page_size` at a time with a `nextLink`; asset versions
-  create their container (`latestVersion`, `nextVersion`) and are immutable once created;
+  ARM's error body when absent, lists are paged `page_size` at a time with a `nextLink` that carries an
+  opaque continuation token in the spec's `$skip` (a token it did not issue is refused); asset versions
+  create their container (`latestVersion`, `nextVersion`) and are immutable once created; a container PUT
+  replaces only what the spec lets a client set (tags, description, properties, isArchived); the
+  workspaces of the resource group are listed (`add_workspace` adds more); `serve_http()` answers the ARM
+  side over real HTTP on loopback too;
 * batch endpoints and deployments are long-running operations (201/202 with `Azure-AsyncOperation`
   and `Location`, an operation status resource that goes InProgress -> Succeeded);
 * a pipeline job runs by itself: every `polls_per_phase` GETs of it move it one phase along a plan
@@ -45,6 +49,8 @@ in shared/specs and are shaped after azure-ai-ml's own models; they are not vali
 """
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
 import io
 import json
@@ -54,8 +60,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
@@ -74,6 +81,7 @@ SPEC_FOLDERS = {"2024-01-01-preview": SPEC_ROOT / "preview" / "2024-01-01-previe
 _SPECS: dict[str, Spec] = {}
 _SPECS_LOCK = threading.Lock()
 ASSETS = ("codes", "components", "environments", "models", "data")
+PAGE_PARAMETER = "$skip"  # the spec's PaginationParameter of every Azure ML list (see `_page`)
 # What azure-ai-ml 1.35.2 sends outside the spec and the service accepts (it stores the value as a string)
 TOLERATED = [
     (r"CodeVersions_CreateOrUpdate .*body\.properties\.properties\.hash_version must be of type string, got int",
@@ -168,6 +176,7 @@ class FakeAzureML:
                        f"Microsoft.MachineLearningServices/workspaces/{workspace}")
         self.data_host = f"{location}.api.azureml.ms"
         self.arm_host = ARM_HOST
+        self.arm_aliases: set[str] = set()  # host:port also answered as ARM (`serve_http`: real HTTP on loopback)
         self.resources: dict[str, dict] = {}
         self.requests: list[Recorded] = []
         self.problems: list[str] = []
@@ -203,6 +212,49 @@ class FakeAzureML:
         session.mount("http://", adapter)
         return RequestsTransport(session=session, session_owner=False)
 
+    @contextlib.contextmanager
+    def serve_http(self) -> Iterator[str]:
+        """The ARM side over real HTTP on 127.0.0.1 (for callers that are not azure-core clients: the Azure DevOps
+        endpoint proxy of tests/fakes/endpoint_proxy.py); yields its URL with a trailing slash, as an Azure
+        Resource Manager service connection's `endpoint.url`."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._answer()
+
+            def do_PUT(self):
+                self._answer()
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                answer = fake.handle(self.command, f"http://{self.headers['Host']}{self.path}", dict(self.headers),
+                                     body)
+                content = b"" if answer.body is None else json.dumps(answer.body).encode("utf-8")
+                self.send_response(answer.status)
+                for name, value in {"Content-Type": "application/json; charset=utf-8", **answer.headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        netloc = f"127.0.0.1:{server.server_address[1]}"
+        self.arm_aliases.add(netloc)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://{netloc}/"
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+            self.arm_aliases.discard(netloc)
+
     def fail_next(self, method: str, path_contains: str, status: int = 500, times: int = 1,
                   headers: dict | None = None, code: str | None = None, message: str | None = None,
                   reset: bool = False) -> None:
@@ -224,18 +276,7 @@ class FakeAzureML:
         # the linked key vault and registry, as in the recorded workspace answers (spelling of Keyvault included)
         self.key_vault_id = f"{group}/Microsoft.Keyvault/vaults/kv-{self.workspace}"
         self.registry_id = f"{group}/Microsoft.ContainerRegistry/registries/acr{self.workspace.replace('-', '')}"
-        self.resources[self.prefix.lower()] = {
-            "id": self.prefix, "name": self.workspace, "type": "Microsoft.MachineLearningServices/workspaces",
-            "location": self.location, "kind": "Default", "sku": {"name": "Basic", "tier": "Basic"},
-            "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4())},
-            "properties": {"workspaceId": workspace_id, "friendlyName": self.workspace,
-                           "discoveryUrl": f"https://{self.data_host}/discovery", "storageAccount": storage_id,
-                           "keyVault": self.key_vault_id, "containerRegistry": self.registry_id,
-                           "provisioningState": "Succeeded", "hbiWorkspace": False,
-                           "mlFlowTrackingUri": f"azureml://{self.data_host}/mlflow/v1.0{self.prefix}",
-                           "publicNetworkAccess": "Enabled", "v1LegacyMode": False},
-            "systemData": self._system_data(),
-        }
+        self.resources[self.prefix.lower()] = self._workspace_resource(self.workspace, workspace_id, storage_id)
         self._store_datastore("workspaceblobstore", {
             "datastoreType": "AzureBlob", "accountName": self.storage_account, "containerName": self.container,
             "endpoint": self.storage_suffix, "protocol": "https", "isDefault": True,
@@ -248,6 +289,27 @@ class FakeAzureML:
             "credentials": {"credentialsType": "AccountKey", "secrets": {"secretsType": "AccountKey"}},
             "serviceDataAccessAuthIdentity": "None", "description": "run logs", "tags": {}, "properties": {}})
         self.deploy_template(*self._template)
+
+    def _workspace_resource(self, name: str, workspace_id: str, storage_id: str) -> dict:
+        path = f"{self.prefix.rsplit('/', 1)[0]}/{name}"
+        return {
+            "id": path, "name": name, "type": "Microsoft.MachineLearningServices/workspaces",
+            "location": self.location, "kind": "Default", "sku": {"name": "Basic", "tier": "Basic"},
+            "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4())},
+            "properties": {"workspaceId": workspace_id, "friendlyName": name,
+                           "discoveryUrl": f"https://{self.data_host}/discovery", "storageAccount": storage_id,
+                           "keyVault": self.key_vault_id, "containerRegistry": self.registry_id,
+                           "provisioningState": "Succeeded", "hbiWorkspace": False,
+                           "mlFlowTrackingUri": f"azureml://{self.data_host}/mlflow/v1.0{path}",
+                           "publicNetworkAccess": "Enabled", "v1LegacyMode": False},
+            "systemData": self._system_data(),
+        }
+
+    def add_workspace(self, name: str) -> None:
+        """Another workspace in the resource group, as ARM lists it (its contents are not served)."""
+        workspace = self.resources[self.prefix.lower()]
+        resource = self._workspace_resource(name, str(uuid.uuid4()), workspace["properties"]["storageAccount"])
+        self.resources[resource["id"].lower()] = resource
 
     def deploy_template(self, template: Path | dict | None = None, pipeline_principal: str | None = None) -> None:
         """The workspace's computes and the role assignments as this ARM template (default: the project's
@@ -309,7 +371,7 @@ class FakeAzureML:
                 answer = _error(401, "AuthenticationFailed", "Authentication failed: no bearer token.")
             elif fault is not None:
                 answer = _error(fault.status, fault.code, fault.message, fault.headers)
-            elif parts.hostname == self.arm_host:
+            elif parts.hostname == self.arm_host or parts.netloc in self.arm_aliases:
                 answer = self._arm(method, parts.path, query, payload, url)
             elif parts.hostname == self.data_host:
                 answer = self._data_plane(method, parts.path, query, payload)
@@ -370,6 +432,8 @@ class FakeAzureML:
         lower = path.lower()
         if "/mfeoperations" in lower:
             return self._operation_status(path)
+        if lower == self.prefix.lower().rsplit("/", 1)[0] and method == "GET":
+            return self._page(self._workspaces(), query, url)
         if not lower.startswith(self.prefix.lower()):
             return _error(404, "ResourceGroupNotFound", f"Resource group '{self.resource_group}' could not be found.")
         relative = path[len(self.prefix):]
@@ -391,6 +455,8 @@ class FakeAzureML:
                 self._create_long_running(path, payload, url)
         if re.fullmatch(r"/models/[^/]+/versions/[^/]+", relative) and method == "PUT":
             return self._put_model(path, payload)
+        if re.fullmatch(r"/(codes|components|environments|models|data)/[^/]+", relative) and method == "PUT":
+            return self._put_container(path, payload)
         if method == "PUT":
             return self._put(path, payload)
         if method == "GET":
@@ -432,6 +498,30 @@ class FakeAzureML:
             properties.setdefault("environmentType", "UserCreated")
             properties.setdefault("osType", "Linux")
         return resource
+
+    def _workspaces(self) -> list[dict]:
+        folder = self.prefix.lower().rsplit("/", 1)[0] + "/"
+        found = [resource for key, resource in self.resources.items()
+                 if key.startswith(folder) and "/" not in key[len(folder):]]
+        return sorted(found, key=lambda r: r["name"])
+
+    def _put_container(self, path: str, payload: dict) -> Answer:
+        """ComponentContainers_CreateOrUpdate and its siblings (mfe.json): the answer is 200, or 201 for a new
+        container. A PUT replaces what the client may set, `description`, `tags` ("Tags can be added, removed,
+        and updated"), `properties` and `isArchived` (x-ms-mutability create/update); the server's own
+        `latestVersion`, `nextVersion` and `provisioningState` are read-only and kept (sending them is refused
+        by the request check); `systemData.createdAt` stays."""
+        existing = self.resources.get(path.lower())
+        mutable = ("description", "tags", "properties", "isArchived")
+        sent = (payload or {}).get("properties") or {}
+        kept = {key: value for key, value in ((existing or {}).get("properties") or {}).items() if key not in mutable}
+        resource = self._materialize(path, payload, existing)
+        resource["properties"] = {"isArchived": False, "provisioningState": "Succeeded", **kept,
+                                  **{key: sent[key] for key in mutable if key in sent}}
+        if existing is not None:
+            resource["systemData"] = {**existing["systemData"], "lastModifiedAt": now()}
+        self.resources[path.lower()] = resource
+        return Answer(200 if existing else 201, resource)
 
     def _touch_container(self, container_path: str, version: str) -> None:
         container = self.resources.get(container_path.lower())
@@ -477,12 +567,19 @@ class FakeAzureML:
         return items
 
     def _page(self, items: list[dict], query: dict, url: str) -> Answer:
-        start = int(query.get("$skipToken") or 0)
+        """One page of a list and, when more follow, its `nextLink`: this URL again with the continuation token
+        in the query parameter the spec names for Azure ML's lists (PaginationParameter, `$skip`: "Continuation
+        token for pagination.", machineLearningServices.json and workspaceRP.json). The token is opaque (base64
+        with `=` padding, so it is percent-encoded in the link); one the service did not issue is refused."""
+        start = _skip_offset(query.get(PAGE_PARAMETER) or "")
+        if start is None:
+            return _error(400, "UserError", f"The continuation token {PAGE_PARAMETER}="
+                          f"{query[PAGE_PARAMETER]!r} is not valid; list again from the first page.")
         page = items[start: start + self.page_size]
         body: dict = {"value": page}
         if start + self.page_size < len(items):
             parts = urlsplit(url)
-            next_query = {**query, "$skipToken": str(start + self.page_size)}
+            next_query = {**query, PAGE_PARAMETER: _skip_token(start + self.page_size)}
             body["nextLink"] = f"{parts.scheme}://{parts.netloc}{parts.path}?{urlencode(next_query)}"
         return Answer(200, body)
 
@@ -942,10 +1039,24 @@ class FakeAzureML:
         return Answer(200, {"values": values})
 
 
+def _skip_token(offset: int) -> str:
+    return base64.b64encode(f"amlops-fake-offset:{offset}".encode()).decode()
+
+
+def _skip_offset(token: str) -> int | None:
+    """The offset an issued continuation token stands for (0 for none), None for one this fake did not issue."""
+    if not token:
+        return 0
+    try:
+        text = base64.b64decode(token, validate=True).decode()
+    except ValueError:
+        return None
+    prefix, _, offset = text.partition(":")
+    return int(offset) if prefix == "amlops-fake-offset" and offset.isdigit() else None
+
+
 def _token_object_id(authorization: str) -> str:
     """The `oid` claim of a bearer JWT (who calls), "" when there is none to read."""
-    import base64
-
     try:
         payload = authorization.removeprefix("Bearer ").split(".")[1]
         return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("oid") or "")

@@ -88,7 +88,7 @@ def test_lists_follow_next_links(azure_ws, fake, tmp_path):
     register(azure_ws, tmp_path, count=5)
     assert [m.version for m in azure_ws.list_models("safe-driver")] == [1, 2, 3, 4, 5]
     pages = fake.calls("GET", f"{MODELS}/versions")
-    assert any("$skipToken" in r.query for r in pages), "the fake pages by 2, so nextLink had to be followed"
+    assert any("$skip" in r.query for r in pages), "the fake pages by 2, so nextLink had to be followed"
 
 
 def test_every_request_body_is_checked_against_the_spec(fake):

@@ -7,10 +7,12 @@ import struct
 import tomllib
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from devops_agent import REPO, TASK_NAMES
+from fakes.endpoint_proxy import expand, render
 from support import SPECS
 
 TASKS = REPO / "tasks"
@@ -86,34 +88,36 @@ def test_inputs_and_outputs_follow_the_contract(name: str) -> None:
     assert by_name["localWorkspace"]["defaultValue"] == "$(Agent.TempDirectory)/amlops-workspace"
 
 
-def _arm_paths() -> list[re.Pattern]:
+def _arm_paths() -> tuple[list[re.Pattern], str]:
+    """The ARM routes of the 2024-10-01 spec, and the name of its lists' continuation parameter."""
     root = SPECS / "azure" / "rest-api-specs" / "specification" / "machinelearningservices"
-    patterns = []
+    patterns, pagination = [], set()
     for spec in root.rglob("stable/2024-10-01/*.json"):
-        for path in json.loads(spec.read_text(encoding="utf-8-sig")).get("paths", {}):
+        document = json.loads(spec.read_text(encoding="utf-8-sig"))
+        for path in document.get("paths", {}):
             patterns.append(re.compile("^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)) + "$", re.I))
-    return patterns
+        if "PaginationParameter" in document.get("parameters", {}):
+            pagination.add(document["parameters"]["PaginationParameter"]["name"])
+    assert len(pagination) == 1, pagination
+    return patterns, pagination.pop()
 
 
 @pytest.mark.parametrize("name", WORKSPACE_TASKS)
 def test_data_source_bindings_target_inputs_and_real_arm_routes(name: str) -> None:
     task = task_json(name)
     inputs = {i["name"] for i in task["inputs"]}
-    routes = _arm_paths()
+    routes, continuation = _arm_paths()
     targets = set()
     for binding in task["dataSourceBindings"]:
         assert binding["target"] in inputs and binding["endpointId"] == "$(azureSubscription)"
         targets.add(binding["target"])
         if "endpointUrl" in binding:
-            # the first page's URL; later pages follow ARM's nextLink (tests/devops/test_task_json.py)
-            url = re.sub(r"^\{\{#if NextLink\}\}\{\{\{NextLink\}\}\}\{\{else\}\}(.*)\{\{/if\}\}$", r"\1",
-                         binding["endpointUrl"])
-            url = url.replace("{{{endpoint.url}}}", "/")
-            url = url.replace("{{{endpoint.subscriptionId}}}", "sub")
-            url = re.sub(r"\$\((\w+)\)", "x", url)
-            path, _, query = url.partition("?")
-            assert "api-version=2024-10-01" in query
-            assert any(route.match(path) for route in routes), path
+            # the first call's URL as the endpoint proxy renders it (the later calls: tests/devops/test_task_json.py)
+            context = {"endpoint": {"url": "https://management.azure.com/", "subscriptionId": "sub"},
+                       **json.loads(render(binding["initialContextTemplate"], {}))}
+            url = urlsplit(render(expand(binding["endpointUrl"], {n: "x" for n in inputs}), context))
+            assert url.netloc == "management.azure.com" and any(route.match(url.path) for route in routes), url
+            assert dict(parse_qsl(url.query, keep_blank_values=True)) == {continuation: "", "api-version": "2024-10-01"}
     assert {"resourceGroup", "workspaceName"} <= targets
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from devops_agent import REPO
+from fakes.endpoint_proxy import expand, render
 
 # AmlSmokeTest calls a scoring URI only: it has no workspace inputs to bind.
 WORKSPACE_TASKS = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci")
@@ -33,13 +34,46 @@ def test_every_bound_input_is_a_pick_list(name: str) -> None:
         assert types[binding["target"]] == "pickList", binding["target"]
 
 
-@pytest.mark.parametrize("name", WORKSPACE_TASKS)
-def test_arm_lists_follow_next_link(name: str) -> None:
-    """ARM list operations page with `nextLink`; each binding calls back with it until it is absent."""
-    for binding in task(name).get("dataSourceBindings", []):
-        if "endpointUrl" not in binding:
-            continue  # a built-in data source (AzureResourceGroups) pages by itself
-        assert binding["endpointUrl"].startswith("{{#if NextLink}}{{{NextLink}}}{{else}}{{{endpoint.url}}}")
-        assert json.loads(binding["initialContextTemplate"]) == {"NextLink": ""}
-        assert json.loads(binding["callbackContextTemplate"]) == {"NextLink": "{{{nextLink}}}"}
-        assert binding["callbackRequiredTemplate"] == "{{#if nextLink}}true{{else}}false{{/if}}"
+def arm_bindings() -> list[tuple[str, dict]]:
+    """(task, binding) of every binding that calls ARM itself (a built-in data source such as AzureResourceGroups
+    pages by itself)."""
+    return [(path.parent.name, binding) for path in sorted((REPO / "tasks").glob("*/task.json"))
+            for binding in task(path.parent.name).get("dataSourceBindings", []) if "endpointUrl" in binding]
+
+
+ENDPOINT = {"url": "https://management.azure.com/", "subscriptionId": "00000000-1111-2222-3333-444444444444"}
+INPUTS = {"resourceGroup": "rg", "workspaceName": "ws", "modelName": "model"}
+NEXT_LINKS = {  # the token as ARM writes it in nextLink, either spelling of the parameter's name
+    "b2Zmc2V0OjI%3D": "https://management.azure.com/subscriptions/s/x?api-version=2024-10-01&%24skip=b2Zmc2V0OjI%3D",
+    "Zz0x": "https://management.azure.com/subscriptions/s/x?$skip=Zz0x&api-version=2024-10-01",
+}
+
+
+@pytest.mark.parametrize(("name", "binding"), arm_bindings(), ids=[f"{n}-{b['target']}" for n, b in arm_bindings()])
+def test_arm_lists_call_back_with_the_continuation_token_of_next_link(name: str, binding: dict) -> None:
+    """Azure DevOps renders the callback templates against the previous answer (`response`) and calls the endpointUrl
+    again with what callbackContextTemplate gives (Microsoft's idiom; tests/fakes/endpoint_proxy.py): here the
+    `$skip` token of nextLink (the spec's continuation parameter of Azure ML lists), unchanged, until nextLink is
+    absent. tests/azure/test_task_pickers.py runs the same bindings over HTTP against the Azure ML fake."""
+    url = expand(binding["endpointUrl"], INPUTS)
+    first = render(url, {"endpoint": ENDPOINT, **json.loads(render(binding["initialContextTemplate"], {}))})
+    assert first.startswith("https://management.azure.com/subscriptions/") and "?$skip=&api-version=" in first
+    assert render(binding["callbackRequiredTemplate"], {"response": {"value": []}}) == "false"
+    assert render(binding["callbackRequiredTemplate"], {"response": {"value": [], "nextLink": None}}) == "false"
+    for token, next_link in NEXT_LINKS.items():
+        answer = {"value": [], "nextLink": next_link}
+        assert render(binding["callbackRequiredTemplate"], {"response": answer}) == "true"
+        context = json.loads(render(binding["callbackContextTemplate"], {"response": answer}))
+        assert render(url, {"endpoint": ENDPOINT, **context}) == first.replace("$skip=&", f"$skip={token}&")
+
+
+def test_the_endpoint_proxy_model_refuses_what_it_does_not_model() -> None:
+    """A binding that leans on a helper or syntax the model does not know fails here rather than pass untested."""
+    from fakes.endpoint_proxy import TemplateError
+
+    for template in ("{{#if x}}a{{/if}}", "{{lookup x y}}", "{{#getTokenValue x}}", "{{/getTokenValue}}"):
+        with pytest.raises(TemplateError):
+            render(template, {})
+    with pytest.raises(TemplateError, match=r"\$\(resourceGroup\) has no value"):
+        expand("rg=$(resourceGroup)", {"workspaceName": "ws"})
+    assert render("{{a}}|{{{a}}}|{{missing}}", {"a": "<&>"}) == "&lt;&amp;&gt;|<&>|"

@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 TAG_SOURCE, TAG_HASH, TAG_EXPERIMENT = "amlops.source", "amlops.content_hash", "amlops.experiment_name"
 TAG_COMPUTE, TAG_INPUTS = "amlops.default_compute", "amlops.inputs"
 TAG_PRODUCERS = "amlops.producers"  # pipeline output -> [step, step output]: where a run writes it
+# On the pipeline component's container: an ARM component container carries no type, so the task editor's pipeline
+# picker (AmlRunPipeline's dataSourceBindings) filters the containers on this tag; no dots, which a JSONPath
+# filter would read as a path (`@.properties.tags.amlops_kind`).
+TAG_KIND, KIND_PIPELINE = "amlops_kind", "pipeline"
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
 
 
@@ -64,6 +68,7 @@ def publish(ws: "AzureWorkspace", pipeline_file: Path, name: str | None, version
         ids = {step: _register_step(ws, component, version, step, _step_hash(pipeline, step))
                for step, component in components.items()}
         published = _register_pipeline(ws, pipeline, name, version, digest, ids)
+    _mark_container(ws, name)
     if publish_endpoint:
         from amlops.workspace.azure.endpoints import deploy_pipeline_endpoint
 
@@ -198,6 +203,22 @@ def _register_pipeline(ws: "AzureWorkspace", pipeline: Pipeline, name: str, vers
     with translated(f"pipeline component {name} version {version}"):
         created = ws.ml_client.components.create_or_update(component)
     return published_pipeline(created, step_ids)
+
+
+def _mark_container(ws: "AzureWorkspace", name: str) -> None:
+    """Tag the pipeline's component container `amlops_kind: pipeline` (kept if it is there: a pipeline published
+    before this tag existed gets it when it is published again). azure-ai-ml has no public way to update a
+    container; its generated ComponentContainers client does the GET and PUT it uses itself to archive one, and a
+    PUT replaces the container's tags, description and properties, so they go back as read."""
+    containers = ws.ml_client.components._container_operation
+    scope = {"resource_group_name": ws.resource_group, "workspace_name": ws.workspace_name}
+    with translated(f"the container of pipeline {name} in workspace {ws.workspace_name}"):
+        container = containers.get(name=name, **scope)
+        tags = dict(container.properties.tags or {})
+        if tags.get(TAG_KIND) == KIND_PIPELINE:
+            return
+        container.properties.tags = {**tags, TAG_KIND: KIND_PIPELINE}
+        containers.create_or_update(name=name, body=container, **scope)
 
 
 def _pipeline_component_spec(document: dict, pipeline: Pipeline, name: str, version: str, digest: str,
