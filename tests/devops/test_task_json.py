@@ -9,7 +9,7 @@ from devops_agent import REPO
 from fakes.endpoint_proxy import expand, render
 
 # AmlSmokeTest calls a scoring URI only: it has no workspace inputs to bind.
-WORKSPACE_TASKS = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci")
+WORKSPACE_TASKS = ("AmlPublishPipeline", "AmlRunPipeline", "AmlDeployAci", "AmlDeployOnlineEndpoint")
 
 
 def task(name: str) -> dict:
