@@ -76,3 +76,27 @@ def test_gc_frees_the_space_and_everything_kept_still_works(busy):
     again = api.submit(workspace, "mini-pipeline", version="1")
     assert again.status == "Completed" and all(step.reused_from == runs[4].id for step in again.steps)
     assert Path(again.outputs["model"]).is_dir()
+
+
+def test_gc_removes_nothing_while_a_run_is_going(busy, tmp_path):
+    """A run's next step may reuse the outputs of a run gc would remove: gc waits for no run, it refuses."""
+    import subprocess
+    import sys
+
+    workspace, runs = busy
+    going = runs[-1].id
+    workspace.db.execute("UPDATE runs SET status = 'Running', ended_at = NULL WHERE id = ?", (going,))
+    workspace.db.commit()
+    lock = workspace.run_dir(going) / "owner.lock"  # its owner is alive: the run is not an orphan
+    owner = subprocess.Popen([sys.executable, "-c", "import pathlib, sys, time; from amlops.locks import FileLock; "
+                              "FileLock(pathlib.Path(sys.argv[1])).acquire(timeout_s=5); print('held', flush=True); "
+                              "time.sleep(60)", str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "held"
+        before = _state(workspace)
+        result = CliRunner().invoke(main, ["gc", "--keep-runs", "10", "--workspace", str(workspace.root)])
+        assert result.exit_code != 0 and f"run {going} is Running" in result.output
+        assert "Traceback" not in result.output and _state(workspace) == before
+    finally:
+        owner.kill()
+        owner.wait()

@@ -1,10 +1,12 @@
 """`amlops gc`: free the space of old runs and pipeline versions of the local workspace.
 
-Kept, whatever their age: the last N runs, runs still going, every run a registered model came from (and so
+Kept, whatever their age: the last N runs, every run a registered model came from (and so
 every model a deployment serves), the runs whose outputs a kept run reused, the last N versions of each
 pipeline and every version a kept run or a registered model names. Registered models and deployments
-themselves are never collected. Rows go first (one transaction), folders after, so an interruption leaves at
-most a folder no row points at; snapshot files are freed once no snapshot links to them (objects/).
+themselves are never collected. Nothing is removed while a run is going (checked in the transaction that
+removes the rows): its next step may reuse the outputs of a run gc would remove. Rows go first (one
+transaction), folders after, so an interruption leaves at most a folder no row points at; snapshot files are
+freed once no snapshot links to them (objects/).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amlops.errors import AmlopsError
 from amlops.workspace.local.db import loads, write_transaction
 from amlops.workspace.local.paths import remove_tree
 
@@ -86,6 +89,7 @@ def collect(ws, chosen: Plan) -> None:
     runs = [item.key[0] for item in chosen.remove if item.kind == "run"]
     versions = [item.key for item in chosen.remove if item.kind == "pipeline"]
     with write_transaction(ws.db):
+        _refuse_while_running(ws)
         for run_id in runs:
             ws.db.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
             ws.db.execute("DELETE FROM step_cache WHERE run_id = ?", (run_id,))
@@ -97,6 +101,13 @@ def collect(ws, chosen: Plan) -> None:
     for stored in chosen.objects:
         if stored.stat().st_nlink == 1:  # still linked nowhere else (a publish may have linked it since)
             remove_tree(ws.root, stored)
+
+
+def _refuse_while_running(ws) -> None:
+    going = ws.db.execute(f"SELECT id, status FROM runs WHERE status IN {ACTIVE} ORDER BY created_at").fetchone()
+    if going is not None:
+        raise AmlopsError(f"run {going['id']} is {going['status']}: its steps may reuse outputs gc would remove; run "
+                          "`amlops gc` again once it has ended (`--dry-run` lists what it would free)")
 
 
 def _kept_runs(ws, runs: list, keep_runs: int, kept: dict[str, str]) -> set[str]:
