@@ -228,9 +228,10 @@ def datastore_upload(ws, file: Path, datastore_name: str, target_path: str | Non
 @click.option("--dry-run", is_flag=True, help="List what would be removed and freed; remove nothing.")
 @workspace_options
 def gc(ws, keep_runs: int, keep_versions: int, dry_run: bool) -> None:
-    """Free the space of old runs and pipeline versions of the local workspace (refused while a run is going).
-    Never removed: the runs registered models came from (and so the models deployments serve), runs whose outputs kept runs
-    reuse, pipeline versions kept runs or models name; models and deployments themselves."""
+    """Free the space of old runs and pipeline versions of the local workspace (refused while a run is
+    going). Never removed: the runs registered models came from (and so the models deployments serve), runs
+    whose outputs kept runs reuse, pipeline versions kept runs or models name; models and deployments
+    themselves."""
     if ws.kind != "local":
         raise AmlopsError("gc cleans the local workspace; on Azure ML use the workspace's own retention settings")
     from amlops.workspace.local import gc as collector
