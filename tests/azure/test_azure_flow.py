@@ -133,15 +133,19 @@ def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, t
     assert {step.name: step.status for step in run.steps}["train"] == "Canceled"
 
 
-def fail_job_reads_once_running(fake, events: list, **fault) -> callable:
-    """An on_event that records the events and, once the job runs, makes the job's GETs fail (`fault`)."""
+def submit_with_failing_reads(ws, fake, project, events: list, timeout_s: float = 60.0, **fault):
+    """Publish and submit the pipeline; once the job runs, its GETs fail as `fault` says (the arguments of
+    fake.fail_next, or faults=[...] for several in turn). The events go to `events`."""
     def on_event(kind, step, text):
         events.append((kind, step, text))
         if (kind, step, text) == ("status", "", "Running") and not fake.faults:
             job = fake.calls("PUT", "/jobs/")[0].path.rsplit("/", 1)[-1]
             for kwargs in fault.get("faults") or [fault]:
                 fake.fail_next("GET", f"/jobs/{job}", **kwargs)
-    return on_event
+
+    published = api.publish(ws, project / "pipeline.yml", version="7")
+    return api.submit(ws, published.name, version=published.version, overrides={"training_data": DATA_URI},
+                      timeout_s=timeout_s, on_event=on_event)
 
 
 def test_a_job_whose_status_cannot_be_read_for_a_while_is_still_waited_for(azure_ws, fake, training_project,
@@ -150,13 +154,10 @@ def test_a_job_whose_status_cannot_be_read_for_a_while_is_still_waited_for(azure
     again with backoff, and the run ends Completed with no cancel."""
     fake.job_outputs = outputs(auc=0.71)
     azure_ws.poll_interval_s = 0.01
-    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     events: list = []
     # azure-core sends a GET 4 times (3 retries) before giving up: two failed polls of each kind
-    on_event = fail_job_reads_once_running(fake, events, faults=[{"status": 503, "times": 8},
-                                                                 {"reset": True, "times": 8}])
-    run = api.submit(azure_ws, published.name, version=published.version, overrides={"training_data": DATA_URI},
-                     timeout_s=60, on_event=on_event)
+    run = submit_with_failing_reads(azure_ws, fake, training_project, events,
+                                    faults=[{"status": 503, "times": 8}, {"reset": True, "times": 8}])
 
     assert run.status == "Completed", run.error
     assert run.metrics["auc"] == 0.71 and not fake.calls("POST", "/cancel")
@@ -176,12 +177,9 @@ def test_a_job_whose_status_cannot_be_read_any_more_is_canceled_and_the_wait_end
                                                                                   training_data):
     fake.job_plan = "hang"
     azure_ws.poll_interval_s = 0.001
-    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     events: list = []
-    on_event = fail_job_reads_once_running(fake, events, status=503, times=10_000)
     with pytest.raises(AmlopsError) as raised:
-        api.submit(azure_ws, published.name, version=published.version, overrides={"training_data": DATA_URI},
-                   timeout_s=60, on_event=on_event)
+        submit_with_failing_reads(azure_ws, fake, training_project, events, status=503, times=10_000)
 
     job = fake.calls("PUT", "/jobs/")[0].path.rsplit("/", 1)[-1]
     message = str(raised.value)
@@ -199,13 +197,10 @@ def test_a_job_whose_status_cannot_be_read_any_more_is_canceled_and_the_wait_end
 
 def test_a_job_the_identity_may_no_longer_read_is_canceled_at_once(azure_ws, fake, training_project, training_data):
     fake.job_plan = "hang"
-    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     events: list = []
-    on_event = fail_job_reads_once_running(fake, events, status=403, times=10_000)
     with pytest.raises(AmlopsError, match=r"^polling job (\S+) failed \(permission denied for job \1: .*\); cancel "
                                           r"requested for job \1 \(not waiting for it\)"):
-        api.submit(azure_ws, published.name, version=published.version, overrides={"training_data": DATA_URI},
-                   timeout_s=60, on_event=on_event)
+        submit_with_failing_reads(azure_ws, fake, training_project, events, status=403, times=10_000)
     assert len(fake.calls("POST", "/cancel")) == 1 and not [text for _, _, text in events if "retrying" in text]
 
 
@@ -213,13 +208,10 @@ def test_a_job_whose_status_cannot_be_read_until_the_deadline_is_canceled(azure_
                                                                           training_data):
     fake.job_plan = "hang"
     azure_ws.poll_interval_s = 0.05
-    published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")
     events: list = []
-    on_event = fail_job_reads_once_running(fake, events, reset=True, times=10_000)
     with pytest.raises(AmlopsError, match=r"^polling job \S+ failed until the deadline \(0.5 s\) \(cannot reach "
                                           r"Azure for job .*\); cancel requested for job"):
-        api.submit(azure_ws, published.name, version=published.version, overrides={"training_data": DATA_URI},
-                   timeout_s=0.5, on_event=on_event)
+        submit_with_failing_reads(azure_ws, fake, training_project, events, timeout_s=0.5, reset=True, times=10_000)
     assert len(fake.calls("POST", "/cancel")) == 1
     assert len([text for kind, _, text in events if "retrying in" in text]) < 8
 
