@@ -16,6 +16,8 @@ tell:
 * images must be pullable: one from a private registry needs an imageRegistryCredentials entry for its server
   with a password or one of the group's own identities (else 400 InaccessibleImage), and anonymous Docker Hub
   pulls hit its rate limit (409 RegistryErrorResponse, Azure/azure-cli#29300; `docker_hub_limited`);
+* the CPU the groups of the region request may not pass the subscription's regional quota of standard cores
+  (`standard_cores_quota`; None: not enforced): 409 ContainerGroupQuotaReached, the message as ACI words it;
 * a user-assigned identity named in the group must exist (`resources`, which GET also serves: the workspace's
   registry, key vault and identity as ARM returns them);
 * a valid PUT answers 201 (200 when replacing) with provisioningState Pending and an
@@ -78,6 +80,12 @@ INACCESSIBLE_IMAGE = (400, "InaccessibleImage", "The image '{image}' in containe
 DOCKER_HUB_LIMIT = (409, "RegistryErrorResponse", "An error response is received from the docker registry "
                     "'index.docker.io'. Please retry later.")
 PUBLIC_REGISTRIES = {"mcr.microsoft.com"}
+# "Standard sku cores (CPUs) per region per subscription" (https://learn.microsoft.com/azure/container-instances/
+# container-instances-quotas); the message as reported in MicrosoftDocs/azure-docs#51738, the code as ACI reports it
+# in deployment errors (AzureContainerInstance/ContainerGroupQuotaReached); 409 as ARM's other quota refusals.
+CORE_QUOTA = (409, "ContainerGroupQuotaReached", "Resource type 'Microsoft.ContainerInstance/containerGroups' "
+              "container group quota 'StandardCores' exceeded in region '{region}'. Limit: '{limit:g}', Usage: "
+              "'{usage:g}' Requested: '{requested:g}'.")
 IMMUTABLE_UPDATE = (409, "InvalidContainerGroupUpdate",
                     "The updates on container group '{name}' are invalid. If you are going to update the os type, "
                     "restart policy, network profile, CPU, memory or GPU resources for a container group, you must "
@@ -298,6 +306,7 @@ class FakeArm:
         self.unhandled: list[tuple[str, str]] = []
         self.registered = True  # the subscription has registered Microsoft.ContainerInstance
         self.docker_hub_limited = True  # anonymous Docker Hub pulls are over the rate limit
+        self.standard_cores_quota: float | None = None  # the region's core quota (None: not enforced)
         self.resources: dict[str, dict] = {}  # other ARM resources by lower-case id (GET only)
         self.clock = datetime.now(timezone.utc)  # the hosts' clock; restart() moves it on
         self.script_for: Callable[[str, dict], Script] = lambda name, body: healthy_script()
@@ -401,7 +410,18 @@ class FakeArm:
             if identity.lower() not in self.resources:
                 # ARM refuses a group naming a missing identity; the code is this fake's (the deployer reads the line)
                 return 400, "InvalidIdentity", f"The user assigned identity '{identity}' does not exist."
-        return pull_problem(name, body, self.docker_hub_limited)
+        return self._over_quota(name, body) or pull_problem(name, body, self.docker_hub_limited)
+
+    def _over_quota(self, name: str, body: dict) -> tuple[int, str, str] | None:
+        if self.standard_cores_quota is None:
+            return None
+        usage = sum(_cores(group.body) for other, group in self.groups.items() if other != name)
+        requested = _cores(body)
+        if usage + requested <= self.standard_cores_quota:
+            return None
+        status, code, message = CORE_QUOTA
+        return status, code, message.format(region=body["location"], limit=self.standard_cores_quota, usage=usage,
+                                            requested=requested)
 
     def add_resource(self, resource_id: str, properties: dict, **extra: Any) -> dict:
         parts = resource_id.strip("/").split("/")
@@ -494,6 +514,11 @@ class FakeArm:
                     scope, [uuid.uuid4().hex])
         digest = hashlib.sha256("/".join(seed + [label]).encode()).hexdigest()[:10]
         return f"{label}.{digest}.{location}.azurecontainer.io"
+
+
+def _cores(body: dict) -> float:
+    """The CPU a group requests: its containers' requests added up."""
+    return sum(float(c["properties"]["resources"]["requests"]["cpu"]) for c in body["properties"]["containers"])
 
 
 def _without_secrets(body: dict) -> dict:

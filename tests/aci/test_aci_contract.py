@@ -14,6 +14,7 @@ from amlops import api
 from amlops.deploy.aci import target as aci
 from amlops.deploy.aci.target import AciOptions, deploy_aci, delete_aci, get_aci, list_aci
 from amlops.errors import AmlopsError, NotFoundError
+import aci_support
 from aci_support import SCORING, _env, group_spec
 from fake_arm import BodyChecker, Script, Step, container_state, healthy_script, load_swagger
 
@@ -557,6 +558,75 @@ def test_the_key_is_never_written_to_storage_and_lives_in_the_key_vault(workspac
     assert "amlops-driver-qa-scoring-key" in key_vault.deleted, "deleted softly"
     redeployed, _ = _deploy(workspace, model)
     assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == redeployed.key != first.key
+
+
+def _group_of_another_team(cpu: float) -> dict:
+    return {"location": "westeurope", "tags": {"owner": "another team"},
+            "properties": {"osType": "Linux", "containers": [{"name": "web", "properties": {
+                "image": "mcr.microsoft.com/azuredocs/aci-helloworld",
+                "resources": {"requests": {"cpu": cpu, "memoryInGB": 1}}}}]}}
+
+
+def test_a_replacement_aci_refuses_leaves_the_running_group_and_the_vaults_key(workspace, fake_arm, stand_in, model,
+                                                                               key_vault):
+    """The region's core quota is used up by another group: the PUT of the new version is refused, and the old
+    group still answers to the key the vault holds."""
+    from fake_arm import Group
+
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    fake_arm.groups["web"] = Group("web", _group_of_another_team(cpu=3), healthy_script())
+    fake_arm.standard_cores_quota = 4
+    newer = type(model)(name="driver", version=4, path=model.path, tags=model.tags)
+    with pytest.raises(AmlopsError, match=r"^Azure refused to create container group driver-qa: HTTP 409 "
+                                          r"ContainerGroupQuotaReached: .*quota 'StandardCores' exceeded in region "
+                                          r"'westeurope'\. Limit: '4', Usage: '3'"):
+        _deploy(workspace, newer)
+
+    assert fake_arm.refused_puts == [("driver-qa", "ContainerGroupQuotaReached")]
+    assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == first.key
+    assert key_vault.writes == ["amlops-driver-qa-scoring-key"], "the new key was never stored"
+    assert get_aci(workspace, "driver-qa").model_version == 3
+    assert api.smoke_test(first.scoring_uri, request_file=REQUEST, key=first.key, count=1,
+                          readiness_timeout_s=5).passed, "the running group still answers to the vault's key"
+
+
+def test_a_replacement_that_does_not_become_ready_leaves_the_vault_with_the_groups_key(
+        workspace, fake_arm, stand_in, model, key_vault):
+    """Once ACI accepted the new definition the group answers to the new key only (should it become ready
+    later): that is the key the vault holds, and the key-id tag says so to the next deploy."""
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    fake_arm.script_for = lambda name, body: crash_loop({"inference": "RuntimeError: no model here\n"})
+    newer = type(model)(name="driver", version=4, path=model.path, tags=model.tags)
+    with pytest.raises(AmlopsError, match="keeps exiting"):
+        _deploy(workspace, newer)
+
+    stored = key_vault.secrets["amlops-driver-qa-scoring-key"]["value"]
+    assert stored != first.key and len(key_vault.writes) == 2
+    assert fake_arm.groups["driver-qa"].body["tags"]["amlops-key-id"] == aci._key_id(stored)
+    assert _gateway_key(fake_arm.puts()[-1]) == stored
+
+
+def test_a_key_vault_that_refuses_after_the_replacement_was_accepted_says_what_to_do(workspace, fake_arm,
+                                                                                     stand_in, model, key_vault):
+    fake_arm.script_for = _recreating_script(stand_in)
+    first, _ = _deploy(workspace, model)
+    key_vault.officer_oids.clear()  # the pipeline's role on the vault was removed since the first deploy
+    key_vault.reader_oids.add(aci_support.PIPELINE_OID)
+    newer = type(model)(name="driver", version=4, path=model.path, tags=model.tags)
+    with pytest.raises(AmlopsError) as raised:
+        _deploy(workspace, newer)
+    assert str(raised.value).startswith("container group driver-qa was given a new scoring key, but it could not be "
+                                        "kept in the key vault: key vault https://kv-mlw.vault.azure.net/ refused to "
+                                        "store the scoring key (HTTP 403)")
+    assert "the next deploy sees that the vault's key is not the group's and replaces both" in str(raised.value)
+    key_vault.officer_oids.add(aci_support.PIPELINE_OID)
+    healed, messages = _deploy(workspace, newer)
+    assert not any("nothing to do" in m for m in messages), "the group's key-id is not the vault's key: replaced"
+    assert key_vault.secrets["amlops-driver-qa-scoring-key"]["value"] == healed.key != first.key
+    assert api.smoke_test(healed.scoring_uri, request_file=REQUEST, key=healed.key, count=1,
+                          readiness_timeout_s=5).passed
 
 
 def test_only_key_vault_data_roles_read_the_key(workspace, key_vault):

@@ -85,6 +85,8 @@ class OnlineEndpoints:
         self.quota = dict(DEFAULT_QUOTA)
         self.problems: list[str] = []  # request bodies the 2024-10-01 spec refused
         self.mirrored: dict[str, int] = {}
+        # while set, the operations started stay in progress (a managed endpoint's take minutes) until it is cleared
+        self.hold_operations = False
         self._operations: dict[str, dict] = {}
         self._processes: dict[str, tuple[subprocess.Popen, int, Path]] = {}
         self._round_robin: dict[str, int] = {}
@@ -331,7 +333,8 @@ class OnlineEndpoints:
 
     def _operation(self, path: str, url: str, states: list[str], location: bool = False) -> dict:
         operation = f"oeidp:{self.workspace_id}:{uuid.uuid4()}"
-        self._operations[operation.lower()] = {"states": list(states), "path": path, "error": None}
+        self._operations[operation.lower()] = {"states": list(states), "path": path, "error": None,
+                                               "held": self.hold_operations}
         version = dict(p.split("=", 1) for p in urlsplit(url).query.split("&") if "=" in p).get("api-version")
         base = (f"https://{self.fake.arm_host}/subscriptions/{self.fake.subscription}/providers/"
                 f"Microsoft.MachineLearningServices/locations/{self.fake.location}")
@@ -348,7 +351,10 @@ class OnlineEndpoints:
         if operation is None:
             return _error(404, "NotFound", "The operation was not found.")
         states = operation["states"]
-        state = states.pop(0) if len(states) > 1 else states[0]
+        if operation["held"] and self.hold_operations:
+            state = IN_PROGRESS
+        else:
+            state = states.pop(0) if len(states) > 1 else states[0]
         if state == "Provision":
             operation["error"] = self._provision(operation["path"])
             state = states[0] = "Failed" if operation["error"] else "Succeeded"

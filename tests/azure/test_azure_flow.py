@@ -137,6 +137,89 @@ def test_a_job_that_never_finishes_is_canceled_at_the_deadline(azure_ws, fake, t
     assert {step.name: step.status for step in run.steps}["train"] == "Canceled"
 
 
+def submit_with_failing_reads(ws, fake, project, events: list, timeout_s: float = 60.0, **fault):
+    """Publish and submit the pipeline; once the job runs, its GETs fail as `fault` says (the arguments of
+    fake.fail_next, or faults=[...] for several in turn). The events go to `events`."""
+    def on_event(kind, step, text):
+        events.append((kind, step, text))
+        if (kind, step, text) == ("status", "", "Running") and not fake.faults:
+            job = fake.calls("PUT", "/jobs/")[0].path.rsplit("/", 1)[-1]
+            for kwargs in fault.get("faults") or [fault]:
+                fake.fail_next("GET", f"/jobs/{job}", **kwargs)
+
+    published = api.publish(ws, project / "pipeline.yml", version="7")
+    return api.submit(ws, published.name, version=published.version, overrides={"training_data": DATA_URI},
+                      timeout_s=timeout_s, on_event=on_event)
+
+
+def test_a_job_whose_status_cannot_be_read_for_a_while_is_still_waited_for(azure_ws, fake, training_project,
+                                                                           training_data):
+    """503s past azure-core's own retries, then dropped connections, on the job's GET mid-run: the wait reads
+    again with backoff, and the run ends Completed with no cancel."""
+    fake.job_outputs = outputs(auc=0.71)
+    azure_ws.poll_interval_s = 0.01
+    events: list = []
+    # azure-core sends a GET 4 times (3 retries) before giving up: two failed polls of each kind
+    run = submit_with_failing_reads(azure_ws, fake, training_project, events,
+                                    faults=[{"status": 503, "times": 8}, {"reset": True, "times": 8}])
+
+    assert run.status == "Completed", run.error
+    assert run.metrics["auc"] == 0.71 and not fake.calls("POST", "/cancel")
+    statuses = [r.status for r in fake.calls("GET", f"/jobs/{run.id}")]
+    assert statuses.count(503) == 8 and statuses.count(-1) == 8 and statuses[-1] == 200
+    retries = [text for kind, _, text in events if kind == "info" and text.startswith("polling job")]
+    assert len(retries) == 4, retries
+    assert re.fullmatch(rf"polling job {run.id} failed \(Azure kept failing for job {run.id} after retries \(503 "
+                        r"InternalServerError\): .*\); retrying in 0.01 s", retries[0])
+    assert re.fullmatch(rf"polling job {run.id} failed \(cannot reach Azure for job {run.id} \(retried\): .*\); "
+                        r"retrying in 0.04 s", retries[2])
+    assert [line.rsplit(" ", 2)[-2] for line in retries] == ["0.01", "0.02", "0.04", "0.08"], \
+        "the wait doubles while the failures go on"
+
+
+def test_a_job_whose_status_cannot_be_read_any_more_is_canceled_and_the_wait_ends(azure_ws, fake, training_project,
+                                                                                  training_data):
+    fake.job_plan = "hang"
+    azure_ws.poll_interval_s = 0.001
+    events: list = []
+    with pytest.raises(AmlopsError) as raised:
+        submit_with_failing_reads(azure_ws, fake, training_project, events, status=503, times=10_000)
+
+    job = fake.calls("PUT", "/jobs/")[0].path.rsplit("/", 1)[-1]
+    message = str(raised.value)
+    assert re.fullmatch(rf"polling job {job} failed 8 times in a row \(Azure kept failing for job {job} after "
+                        rf"retries \(503 InternalServerError\): .*\); cancel requested for job {job} \(not waiting "
+                        rf"for it\): check it in Azure ML studio or with `amlops runs show {job} --backend azure`",
+                        message)
+    cancels = fake.calls("POST", "/cancel")
+    assert len(cancels) == 1 and cancels[0].path.endswith(f"/jobs/{job}/cancel") and cancels[0].status == 202
+    assert fake.resources[f"{fake.prefix}/jobs/{job}".lower()]["properties"]["status"] == "CancelRequested"
+    assert len([text for kind, _, text in events if "retrying in" in text]) == 7
+    assert ("info", "", f"polling job {job} failed 8 times in a row: cancel requested for job {job} (not waiting "
+            "for it)") in events
+
+
+def test_a_job_the_identity_may_no_longer_read_is_canceled_at_once(azure_ws, fake, training_project, training_data):
+    fake.job_plan = "hang"
+    events: list = []
+    with pytest.raises(AmlopsError, match=r"^polling job (\S+) failed \(permission denied for job \1: .*\); cancel "
+                                          r"requested for job \1 \(not waiting for it\)"):
+        submit_with_failing_reads(azure_ws, fake, training_project, events, status=403, times=10_000)
+    assert len(fake.calls("POST", "/cancel")) == 1 and not [text for _, _, text in events if "retrying" in text]
+
+
+def test_a_job_whose_status_cannot_be_read_until_the_deadline_is_canceled(azure_ws, fake, training_project,
+                                                                          training_data):
+    fake.job_plan = "hang"
+    azure_ws.poll_interval_s = 0.05
+    events: list = []
+    with pytest.raises(AmlopsError, match=r"^polling job \S+ failed until the deadline \(0.5 s\) \(cannot reach "
+                                          r"Azure for job .*\); cancel requested for job"):
+        submit_with_failing_reads(azure_ws, fake, training_project, events, timeout_s=0.5, reset=True, times=10_000)
+    assert len(fake.calls("POST", "/cancel")) == 1
+    assert len([text for kind, _, text in events if "retrying in" in text]) < 8
+
+
 def test_a_run_without_metrics_json_ends_with_a_clear_message(azure_ws, fake, training_project, training_data):
     fake.job_outputs = outputs(auc=None)  # the model, but no metrics output
     published = api.publish(azure_ws, training_project / "pipeline.yml", version="7")

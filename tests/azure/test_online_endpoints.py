@@ -3,7 +3,9 @@ the blue/green rollout's three cases with a client calling the whole time, a quo
 service rule broken on purpose. Every request body is checked against the 2024-10-01 spec."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -99,6 +101,89 @@ def test_mirror_traffic_first_then_live(backend, online, model, tmp_path):
     assert online.mirrored.get("green", 0) > 0, "the endpoint's smoke test ran while green got mirrored requests"
     assert {name: share for name, share in result.traffic.items() if share} == {"green": 100}
     assert backend.get("mirror-ep").mirror_traffic == {}
+
+
+def _settle(online, backend, name: str) -> None:
+    """Let the operations the rollback left running end (the SDK polls them in background threads)."""
+    online.hold_operations = False
+    for _ in range(500):
+        if backend.get(name).status.lower() == "succeeded":
+            return
+        threading.Event().wait(0.01)
+
+
+def test_an_interrupted_rollout_requests_the_traffic_and_the_delete_without_waiting(
+        backend, online, fake, model, tmp_path):
+    """The agent's cancel (SIGINT, then SIGKILL 6.5 s later) lands after the first traffic step: both rollback
+    changes are sent while Azure's operations still run (here they never end), and the interrupt goes on."""
+    rollout(backend, "cancel-ep", spec(tmp_path, model, "blue"), plan(tmp_path))
+    lines: list[str] = []
+
+    def on_info(line: str) -> None:
+        lines.append(line)
+        if line.startswith("traffic: ") and len([x for x in lines if x.startswith("traffic: ")]) == 2:
+            online.hold_operations = True  # from now on each operation takes "minutes"
+            raise KeyboardInterrupt  # green had 20% and was checked; the cancel comes before the next step
+
+    guard = threading.Timer(20, lambda: setattr(online, "hold_operations", False))  # an awaited rollback ends
+    guard.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rollout(backend, "cancel-ep", spec(tmp_path, model, "green", 0.2), plan(tmp_path, traffic_steps=(20, 100)),
+                    on_info=on_info)
+        assert online.hold_operations, "the rollback waited for Azure's operations to end"
+    finally:
+        guard.cancel()
+    puts = [r for r in fake.calls("PUT", "/onlineEndpoints/cancel-ep") if "/deployments/" not in r.path]
+    assert puts[-2].body["properties"]["traffic"] == {"blue": 80, "green": 20}
+    assert puts[-1].body["properties"]["traffic"] == {"blue": 100} and puts[-1].status == 200
+    deletes = fake.calls("DELETE", "/onlineEndpoints/cancel-ep/deployments/")
+    assert [(r.path.rsplit("/", 1)[-1], r.status) for r in deletes] == [("green", 202)]
+    assert lines[-3:] == [
+        "interrupted: traffic blue 100% requested for endpoint cancel-ep (not waiting for it)",
+        "interrupted: the deletion of deployment green requested for endpoint cancel-ep (not waiting for it)",
+        "check that endpoint cancel-ep has traffic blue 100% and no deployment green once the requests are applied: "
+        "`amlops endpoints show cancel-ep --backend azure`; else run `amlops endpoints traffic cancel-ep blue=100 "
+        "--backend azure` and `amlops endpoints delete cancel-ep --deployment green --backend azure`"]
+    _settle(online, backend, "cancel-ep")
+    endpoint = backend.get("cancel-ep")
+    assert endpoint.traffic == {"blue": 100} and [d.name for d in endpoint.deployments] == ["blue"]
+
+
+def test_an_interrupt_while_azure_applies_a_traffic_step_says_what_is_left_to_do(backend, online, fake, model,
+                                                                                 tmp_path, monkeypatch):
+    """SIGINT while the first step's operation runs: the service refuses another update of the endpoint until it
+    ends, and a deployment with traffic cannot be deleted; the task says so and what to run, without waiting."""
+    rollout(backend, "busy-ep", spec(tmp_path, model, "blue"), plan(tmp_path))
+    lines: list[str] = []
+    polled = online._poll
+
+    def poll(path, query):  # the step's operation is being awaited: the agent's cancel arrives now
+        answer = polled(path, query)
+        if online.hold_operations and not any(line == "SIGINT" for line in lines):
+            lines.append("SIGINT")
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        return answer
+
+    monkeypatch.setattr(online, "_poll", poll)
+
+    def on_info(line: str) -> None:
+        lines.append(line)
+        if line.startswith("traffic: "):
+            online.hold_operations = True
+
+    with pytest.raises(KeyboardInterrupt):
+        rollout(backend, "busy-ep", spec(tmp_path, model, "green", 0.2), plan(tmp_path, traffic_steps=(20, 100)),
+                on_info=on_info)
+    assert online.hold_operations, "the rollback waited for Azure's operations to end"
+    assert lines[-3].startswith("interrupted: could not request traffic blue 100% for endpoint busy-ep: the traffic "
+                                "of online endpoint busy-ep conflicts with what exists (Conflict): Endpoint busy-ep "
+                                "is being provisioned")
+    assert lines[-2].startswith("interrupted: could not request the deletion of deployment green for endpoint busy-ep:")
+    assert "Deployment green has 20% traffic" in lines[-2]
+    assert lines[-1].endswith("else run `amlops endpoints traffic busy-ep blue=100 --backend azure` and `amlops "
+                              "endpoints delete busy-ep --deployment green --backend azure`")
+    _settle(online, backend, "busy-ep")
 
 
 @pytest.mark.parametrize("mode", ["aml_token", "aad_token"])

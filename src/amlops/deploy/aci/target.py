@@ -6,9 +6,11 @@ directly with azure-mgmt-containerinstance (see aci_group for its shape). A depl
 1. finds the workspace's registry, key vault and the template's user-assigned identity (aci.resources);
 2. packages the registered model files and the scoring folder and uploads the package to the workspace's
    storage (aci.storage); the group reads it with its identity, so nothing in its definition expires;
-3. generates a scoring key (unless auth is off) for the gateway and keeps it in the key vault (aci.keys);
+3. generates a scoring key (unless auth is off) for the gateway;
 4. creates or replaces the container group (one PUT, a long-running operation); when a change is one ACI
-   cannot make in place (CPU, memory, ports...), it deletes the group first and creates it again;
+   cannot make in place (CPU, memory, ports...), it deletes the group first and creates it again. The key goes
+   to the key vault (aci.keys) before a new group is made, or once ACI accepted the PUT of a replacement (a
+   refused PUT leaves the running group and the vault's key as they were);
 5. waits, with a deadline, until the scoring URI answers through the gateway with the key (and refuses
    without it); on failure or timeout the error carries the group's events and the containers' logs.
 
@@ -113,13 +115,18 @@ def deploy_aci(ws: Any, model: ModelVersion, name: str, scoring_folder: Path, en
         storage.upload(package, name)
         on_info(f"uploaded the package of {model.ref} and {scoring_folder.name}/ ({package.size} bytes, "
                 f"sha256 {package.sha256[:12]})")
-    spec = _with_key(spec, keys, auth_enabled)
+    spec = _with_key(spec, auth_enabled)
     guard = _Secrets(spec.key)
+    serving = existing is not None
+    if not serving:
+        _save_key(keys, spec, guard, serving)
     if existing is not None and _recreate(client, ws.resource_group, existing, spec, guard, on_info):
         existing = None
     on_info(f"{'replacing' if existing is not None else 'creating'} container group {name} in "
             f"{ws.resource_group} ({spec.location}): {model.ref}, {cpu_cores:g} CPU, {memory_gb:g} GB")
     poller = _begin_put(client, ws.resource_group, spec, options, guard, on_info)
+    if serving:
+        _save_key(keys, spec, guard, serving)
     uri = _wait_ready(client, ws.resource_group, spec, poller, options, guard, on_info)
     return Deployment(name=name, model_name=model.name, model_version=model.version, scoring_uri=uri,
                       status="Healthy", created_at=spec.tags[f"{TAG_PREFIX}created"], key=spec.key)
@@ -147,12 +154,29 @@ def _recreate(client: Any, resource_group: str, existing: Any, spec: GroupSpec, 
     return True
 
 
-def _with_key(spec: GroupSpec, keys: KeyVaultKeys, auth_enabled: bool) -> GroupSpec:
-    """A new key, kept in the key vault (for later no-op redeploys and for whoever may read it there)."""
+def _with_key(spec: GroupSpec, auth_enabled: bool) -> GroupSpec:
+    """A new key, its fingerprint in the group's tags (what tells a later deploy whether the vault's key is the
+    group's: `_unchanged`)."""
     key = secrets.token_urlsafe(32) if auth_enabled else None
-    if key:
-        keys.save(spec.name, key)
     return replace(spec, key=key, tags={**spec.tags, f"{TAG_PREFIX}key-id": _key_id(key)})
+
+
+def _save_key(keys: KeyVaultKeys, spec: GroupSpec, guard: _Secrets, serving: bool) -> None:
+    """Keep the key in the key vault (for later no-op redeploys and for whoever may read it there). With no group
+    yet, before the group is made: a vault that refuses stops the deploy before anything exists. Replacing a
+    group, only once ACI has accepted the new definition: until then the running group answers to the vault's
+    key, and a refused PUT (quota, a conflict, a policy) must leave it so. A save lost after the PUT heals: the
+    group's key-id tag then differs from the vault's key, so the next deploy replaces the group and the key."""
+    if spec.key is None:
+        return
+    try:
+        keys.save(spec.name, spec.key)
+    except AmlopsError as error:
+        if not serving:
+            raise
+        raise AmlopsError(guard.scrub(f"container group {spec.name} was given a new scoring key, but it could not be "
+                                      f"kept in the key vault: {error}. Fix that and deploy again: the next deploy "
+                                      "sees that the vault's key is not the group's and replaces both")) from None
 
 
 def delete_aci(ws: Any, name: str) -> Deployment:

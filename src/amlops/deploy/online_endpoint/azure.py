@@ -100,21 +100,37 @@ class AzureEndpoints:
                               f"`az ml online-deployment get-logs -e {endpoint} -n {spec.name}` shows why")
 
     def set_traffic(self, endpoint: str, traffic: dict[str, int], mirror: dict[str, int] | None = None) -> Endpoint:
-        with translated(f"the traffic of online endpoint {endpoint}"):
-            current = self._client.online_endpoints.get(endpoint)
-            current.traffic = dict(traffic)
-            current.mirror_traffic = dict(mirror or {})
-            self._client.online_endpoints.begin_create_or_update(current).result()
+        self._set_traffic(endpoint, traffic, mirror, wait=True)
         updated = self.get(endpoint)
         assert updated is not None
         return updated
 
+    def request_traffic(self, endpoint: str, traffic: dict[str, int]) -> None:
+        self._set_traffic(endpoint, traffic, {}, wait=False)
+
+    def _set_traffic(self, endpoint: str, traffic: dict[str, int], mirror: dict[str, int] | None, wait: bool) -> None:
+        with translated(f"the traffic of online endpoint {endpoint}"):
+            current = self._client.online_endpoints.get(endpoint)
+            current.traffic = dict(traffic)
+            current.mirror_traffic = dict(mirror or {})
+            poller = self._client.online_endpoints.begin_create_or_update(current)  # the PUT is sent here
+            if wait:
+                poller.result()  # minutes on a managed endpoint
+
     def delete_deployment(self, endpoint: str, deployment: str) -> None:
+        self._delete_deployment(endpoint, deployment, wait=True)
+
+    def request_deployment_delete(self, endpoint: str, deployment: str) -> None:
+        self._delete_deployment(endpoint, deployment, wait=False)
+
+    def _delete_deployment(self, endpoint: str, deployment: str, wait: bool) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         with translated(f"deployment {deployment} of online endpoint {endpoint}"):
             try:
-                self._client.online_deployments.begin_delete(name=deployment, endpoint_name=endpoint).result()
+                poller = self._client.online_deployments.begin_delete(name=deployment, endpoint_name=endpoint)
+                if wait:
+                    poller.result()
             except ResourceNotFoundError:
                 pass
 

@@ -99,6 +99,12 @@ class LocalEndpoints:
             self._apply(state)
             return self._endpoint(state)
 
+    def request_traffic(self, endpoint: str, traffic: dict[str, int]) -> None:
+        self.set_traffic(endpoint, traffic)  # the local router applies it at once
+
+    def request_deployment_delete(self, endpoint: str, deployment: str) -> None:
+        self.delete_deployment(endpoint, deployment)  # stopping a local server takes a second at most
+
     def delete_deployment(self, endpoint: str, deployment: str) -> None:
         with self._locked(endpoint):
             state = self._require(endpoint)

@@ -7,8 +7,9 @@
    smoke-testing the endpoint after each step;
 5. optionally delete the deployments that served before.
 
-Any failure (or an interrupt) from step 2 on gives the traffic back as it was and deletes the new
-deployment, then raises `RolloutFailed` saying what failed and what was restored.
+Any failure from step 2 on gives the traffic back as it was and deletes the new deployment, then raises
+`RolloutFailed` saying what failed and what was restored. An interrupt (the agent's cancel, which kills the task
+seconds later) sends the same two requests without waiting for Azure to apply them, says so, and re-raises.
 """
 from __future__ import annotations
 
@@ -155,9 +156,10 @@ def _shift(backend: EndpointBackend, endpoint: str, scoring_uri: str, key: str |
 
 def _rolled_back(backend: EndpointBackend, endpoint: str, new: str, original: dict[str, int], created: bool,
                  error: BaseException, on_info: Callable[[str], None]) -> BaseException:
-    reason = str(error) if isinstance(error, AmlopsError) else f"{type(error).__name__}: {error}"
     if isinstance(error, KeyboardInterrupt):
-        reason = "interrupted"
+        _request_rollback(backend, endpoint, new, original, created, on_info)
+        return error
+    reason = str(error) if isinstance(error, AmlopsError) else f"{type(error).__name__}: {error}"
     undone = []
     try:
         on_info(f"rolling back: traffic {_describe(original) or 'none'}")
@@ -170,9 +172,30 @@ def _rolled_back(backend: EndpointBackend, endpoint: str, new: str, original: di
     except Exception as rollback_error:  # say what state the endpoint is in; never hide the first failure
         return RolloutFailed(f"rollout of {new} to endpoint {endpoint} failed: {reason}; the rollback failed too "
                              f"({rollback_error}); check the endpoint with `amlops endpoints show {endpoint}`")
-    if isinstance(error, KeyboardInterrupt):
-        return error
     return RolloutFailed(f"rollout of {new} to endpoint {endpoint} failed: {reason}; {' and '.join(undone)}")
+
+
+def _request_rollback(backend: EndpointBackend, endpoint: str, new: str, original: dict[str, int], created: bool,
+                      on_info: Callable[[str], None]) -> None:
+    """The rollback of an interrupted rollout: both changes requested, neither awaited (on a managed endpoint each
+    takes minutes, and the task is killed seconds after the interrupt), each outcome said in one line."""
+    traffic = _describe(original) or "none"
+    requests = [(f"traffic {traffic}", lambda: backend.request_traffic(endpoint, original))]
+    if created:
+        requests.append((f"the deletion of deployment {new}", lambda: backend.request_deployment_delete(endpoint, new)))
+    for what, send in requests:
+        try:
+            send()
+            on_info(f"interrupted: {what} requested for endpoint {endpoint} (not waiting for it)")
+        except Exception as error:  # noqa: BLE001 - said, and the task is ending anyway
+            on_info(f"interrupted: could not request {what} for endpoint {endpoint}: {error}")
+    where = f" --backend {backend.kind}" if backend.kind != "local" else ""
+    shares = " ".join(f"{name}={share}" for name, share in sorted(original.items()) if share)
+    fixes = [f"`amlops endpoints traffic {endpoint} {shares}{where}`"] if shares else []
+    fixes += [f"`amlops endpoints delete {endpoint} --deployment {new}{where}`"] if created else []
+    on_info(f"check that endpoint {endpoint} has traffic {traffic}{f' and no deployment {new}' if created else ''} "
+            f"once the requests are applied: `amlops endpoints show {endpoint}{where}`"
+            + (f"; else run {' and '.join(fixes)}" if fixes else ""))
 
 
 def _delete_previous(backend: EndpointBackend, endpoint: str, original: dict[str, int], new: str,

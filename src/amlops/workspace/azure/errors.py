@@ -13,6 +13,12 @@ from typing import Iterator
 
 from amlops.errors import AmlopsError, NotFoundError
 
+
+class TransientAzureError(AmlopsError):
+    """Azure or the way to it failed after the client's own retries (429, 5xx, no connection, a sign-in that
+    failed without an answer): the same call may succeed later."""
+
+
 ROLE_HINTS = (
     ("Microsoft.Storage", "Storage Blob Data Contributor on the storage account"),
     ("Microsoft.MachineLearningServices/workspaces/jobs", "AzureML Data Scientist on the workspace"),
@@ -46,13 +52,14 @@ def translate(error: BaseException, what: str) -> AmlopsError | None:
     )
 
     if isinstance(error, ClientAuthenticationError) and _status(error) in (None, 401):
-        return AmlopsError(f"cannot sign in to Azure for {what}: {_first_line(error)}; check the service connection, "
-                           "`az login`, or AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET")
+        kind = TransientAzureError if _status(error) is None else AmlopsError
+        return kind(f"cannot sign in to Azure for {what}: {_first_line(error)}; check the service connection, "
+                    "`az login`, or AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET")
     if isinstance(error, HttpResponseError) and _status(error) is not None:
         return _from_status(error, what)
     if isinstance(error, (ServiceRequestError, ServiceResponseError)):
-        return AmlopsError(f"cannot reach Azure for {what} (retried): {_first_line(error)}; check the network, "
-                           "proxy (HTTPS_PROXY) and firewall rules")
+        return TransientAzureError(f"cannot reach Azure for {what} (retried): {_first_line(error)}; check the "
+                                   "network, proxy (HTTPS_PROXY) and firewall rules")
     if type(error).__module__.startswith("azure.ai.ml"):
         if _is_not_found(error):
             return NotFoundError(f"{what} not found: {_first_line(error)}")
@@ -72,8 +79,8 @@ def _from_status(error, what: str) -> AmlopsError:
     if status == 409:
         return AmlopsError(f"{what} conflicts with what exists ({code or 'Conflict'}): {message}")
     if status == 429 or status >= 500:
-        return AmlopsError(f"Azure kept failing for {what} after retries ({status} {code}): {message}; "
-                           "try again later")
+        return TransientAzureError(f"Azure kept failing for {what} after retries ({status} {code}): {message}; "
+                                   "try again later")
     return AmlopsError(f"Azure refused {what} ({status} {code}): {message}")
 
 

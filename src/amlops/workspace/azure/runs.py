@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from amlops.errors import AmlopsError, NotFoundError
 from amlops.pipeline.types import coerce
-from amlops.workspace.azure.errors import translated
+from amlops.workspace.azure.errors import TransientAzureError, translated
 from amlops.workspace.azure.pipelines import (
     TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, TAG_PRODUCERS, compute_name, get_component,
 )
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 METRICS_OUTPUT, METRICS_FILE = "metrics", "metrics.json"
 TAG_PIPELINE = "amlops.pipeline"
 CANCEL_GRACE_POLLS = 30
+# a job's status that cannot be read (Azure or the network failing past the client's own retries) is read again,
+# waiting twice as long each time from the poll interval up to MAX_POLL_BACKOFF_S, until the deadline or
+# MAX_POLL_FAILURES failures in a row (about 15 min with the 10 s interval); then the job's cancel is requested
+MAX_POLL_FAILURES = 8
+MAX_POLL_BACKOFF_S = 300.0
 Events = Callable[[str, str, str], None]
 
 
@@ -130,8 +135,8 @@ class Waiter:
 
     def wait(self) -> "Waiter":
         try:
-            while not self._poll():
-                if self.deadline is not None and time.monotonic() > self.deadline:
+            while not self._poll_through_failures():
+                if self._past_deadline():
                     return self._cancel(f"timed out after {self.timeout_s:g} s")
                 time.sleep(self.ws.poll_interval_s)
         except KeyboardInterrupt:
@@ -143,6 +148,33 @@ class Waiter:
                 if status == "Failed":
                     show_step_failure(self.ws, step, self.child_ids[step], self.emit)
         return self
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
+
+    def _poll_through_failures(self) -> bool:
+        """`_poll`, read again with backoff while Azure or the network fails; when it keeps failing (or the
+        deadline passes, or the failure is not one that passes) the job's cancel is requested, so the job does not
+        run on unwatched, and the error says so."""
+        failures = 0
+        while True:
+            try:
+                return self._poll()
+            except AmlopsError as error:
+                failures += 1
+                reason, transient = str(error), isinstance(error, TransientAzureError)
+            if not transient or failures >= MAX_POLL_FAILURES or self._past_deadline():
+                why = "failed" if not transient else f"failed {failures} times in a row" \
+                    if failures >= MAX_POLL_FAILURES else f"failed until the deadline ({self.timeout_s:g} s)"
+                self.request_cancel(f"polling job {self.name} {why}")
+                raise AmlopsError(f"polling job {self.name} {why} ({reason}); cancel requested for job {self.name} "
+                                  f"(not waiting for it): check it in Azure ML studio or with `amlops runs show "
+                                  f"{self.name} --backend azure`") from None
+            wait_s = min(self.ws.poll_interval_s * 2 ** (failures - 1), MAX_POLL_BACKOFF_S)
+            if self.deadline is not None:
+                wait_s = max(0.0, min(wait_s, self.deadline - time.monotonic()))
+            self.emit("info", "", f"polling job {self.name} failed ({reason}); retrying in {wait_s:g} s")
+            time.sleep(wait_s)
 
     def _poll(self) -> bool:
         with translated(f"job {self.name}"):
@@ -175,11 +207,16 @@ class Waiter:
         self.emit("info", "", f"{reason}: canceling job {self.name}")
         with translated(f"canceling job {self.name}"):
             self.ws.ml_client.jobs.begin_cancel(self.name).result()
-        for _ in range(CANCEL_GRACE_POLLS):
-            if self._poll():
-                break
-            time.sleep(self.ws.poll_interval_s)
-        still = "" if self.status == "Canceled" else f" (the job is still {self.status})"
+        still = ""
+        try:
+            for _ in range(CANCEL_GRACE_POLLS):
+                if self._poll():
+                    break
+                time.sleep(self.ws.poll_interval_s)
+        except TransientAzureError:
+            still = " (its status could not be read since)"
+        if not still and self.status != "Canceled":
+            still = f" (the job is still {self.status})"
         self.error = f"{reason}; cancel sent{still}"
         return self
 
