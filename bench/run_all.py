@@ -2,13 +2,14 @@
 
     python bench/run_all.py [--rounds N] [--full-train] [--only ROW ...]
 
-Rows: package (amlops package, wheel build included, vs tfx extension create on the same staged root),
-flow (amlops run first / reused, with and without --teardown, vs the two steps run directly), executor
-(submit --no-reuse vs the two steps run directly), reuse (unchanged re-submit vs a first run, and with a 3x
-bigger input), serving (1 vs 8 clients, 1 worker vs one per core; server.log bytes per request), train (full
-size data, with --full-train: about a minute), growth (workspace bytes per published version and per
---no-reuse run). Medians of --rounds; pairs alternate so a load change hits both sides. A row whose tool is
-missing is skipped with its reason.
+Rows: package (amlops package with the wheel built and from its source-keyed cache, vs tfx extension create on
+the same staged root), flow (amlops run first / reused, with and without --teardown, vs the two steps run
+directly), executor (submit --no-reuse vs the two steps run directly with the same MLflow tracking, and
+untracked), reuse (unchanged re-submit vs a first run, and with a 3x bigger input), serving (1 vs 8 clients,
+1 worker vs one per core, loaded by wrk when installed; server.log bytes per request), train (full size data
+and its peak memory, with --full-train: about a minute), growth (workspace bytes per published version and
+per --no-reuse run, a hard-linked file once). Medians of --rounds; the sides of a ratio run in turn so a load
+change hits both. A row whose tool is missing is skipped with its reason.
 """
 from __future__ import annotations
 
