@@ -27,8 +27,8 @@ from amlops.processes import STOP_GRACE_S, log_tail, stop_process_group
 from amlops.workspace.local.db import dumps, loads
 from amlops.workspace.local.hash_cache import HashCache
 from amlops.workspace.local.snapshot import content_hash
+from amlops.workspace.metrics import METRICS_FILE
 
-METRICS_FILE = "metrics.json"
 LOG_FILE = "std_log.txt"
 TAIL_LINES = 15
 SUPERVISOR_MARGIN_S = 10.0

@@ -16,11 +16,12 @@ from amlops.workspace.azure.pipelines import (
     TAG_COMPUTE, TAG_EXPERIMENT, TAG_INPUTS, TAG_PRODUCERS, compute_name, get_component,
 )
 from amlops.workspace.entities import TERMINAL_STATUSES, PublishedPipeline, Run, StepRun
+from amlops.workspace.metrics import METRICS_FILE, missing, parse_metrics
 
 if TYPE_CHECKING:
     from amlops.workspace.azure.workspace import AzureWorkspace
 
-METRICS_OUTPUT, METRICS_FILE = "metrics", "metrics.json"
+METRICS_OUTPUT = "metrics"
 TAG_PIPELINE = "amlops.pipeline"
 CANCEL_GRACE_POLLS = 30
 # a job's status that cannot be read (Azure or the network failing past the client's own retries) is read again,
@@ -295,18 +296,10 @@ def read_metrics(ws: "AzureWorkspace", name: str, required: bool, producer: list
         found = sorted(Path(folder, "named-outputs", output).rglob(METRICS_FILE))
         if not found:
             if required:
-                raise AmlopsError(f"job {name} completed but its '{pipeline_output}' output holds no {METRICS_FILE}; "
-                                  f"the evaluate step must write {METRICS_FILE} into "
-                                  f"${{{{outputs.{pipeline_output}}}}}")
+                raise AmlopsError(missing(f"job {name} completed but its '{pipeline_output}' output",
+                                          pipeline_output))
             return {}
-        try:
-            metrics = json.loads(found[0].read_text(encoding="utf-8"))
-        except ValueError as error:
-            raise AmlopsError(f"{METRICS_FILE} of job {name} is not valid JSON ({error}); write a JSON object of "
-                              "metric name to number") from None
-    if not isinstance(metrics, dict):
-        raise AmlopsError(f"{METRICS_FILE} of job {name} is not a JSON object; write {{\"auc\": 0.8, ...}}")
-    return metrics
+        return parse_metrics(found[0].read_text(encoding="utf-8"), f"{METRICS_FILE} of job {name}")
 
 
 def _run_entity(ws: "AzureWorkspace", job: Any, pipeline_name: str | None, pipeline_version: str | None,

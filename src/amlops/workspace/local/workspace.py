@@ -14,7 +14,6 @@ read or deleted is built with `paths.inside`, which refuses anything outside the
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from amlops import names
 from amlops.errors import AmlopsError, NotFoundError
+from amlops.workspace.metrics import METRICS_FILE, missing, parse_metrics
 from amlops.pipeline.loader import datastore_reference, load_pipeline
 from amlops.locks import FileLock, held_by_someone
 from amlops.pipeline.model import pipeline_name
@@ -221,20 +221,12 @@ class LocalWorkspace:
         return Path(run.outputs[output])
 
     def run_metrics(self, run: Run, output: str) -> dict:
-        from amlops.pipeline.executor import METRICS_FILE
-
         path = self.run_output(run, output) / METRICS_FILE
         try:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except OSError:
-            raise NotFoundError(f"run {run.id}'s output '{output}' holds no {METRICS_FILE}; the evaluate step must "
-                                f"write {METRICS_FILE} into ${{{{outputs.{output}}}}}") from None
-        except ValueError as error:
-            raise AmlopsError(f"{path} is not valid JSON ({error}); write a JSON object of metric name to "
-                              "number") from None
-        if not isinstance(metrics, dict):
-            raise AmlopsError(f"{path} is not a JSON object; write {{\"auc\": 0.8, ...}}")
-        return metrics
+            raise NotFoundError(missing(f"run {run.id}'s output '{output}'", output)) from None
+        return parse_metrics(text, str(path))
 
     def _fail_orphaned_runs(self) -> None:
         """A run whose executing process is gone (killed, machine rebooted) must not stay Running: the owner
